@@ -1,0 +1,430 @@
+//! The declarative device configuration an operator or controller writes.
+//!
+//! Mirrors EVE's `DomainConfig` for native containers, trimmed to what a
+//! container app needs. Every struct rejects unknown fields: a typo in a
+//! config is an error on that object, never silently ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The whole desired state of one device.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Increases with every change the controller makes; an older generation
+    /// than the one applied is a replay and is refused by the config sources.
+    pub generation: u64,
+    /// The applications that should exist on the device.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+impl DeviceConfig {
+    /// The app with this UUID, if the config has it.
+    pub fn app(&self, uuid: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.uuid == uuid)
+    }
+}
+
+/// One application instance (EVE: `AppInstanceConfig` + `DomainConfig`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Stable identity of the app; also its hostname and container volume ID.
+    pub uuid: String,
+    /// The controller's version string of this app's config; part of the task ID.
+    pub version: String,
+    /// Human name shown by the CLI and accepted wherever an app is named.
+    pub display_name: String,
+    /// Small number unique on the device; part of the task ID `<uuid>.<version>.<app_num>`.
+    pub app_num: u32,
+    /// false: the app is halted and its volumes kept; true: it runs.
+    #[serde(default = "default_true")]
+    pub activate: bool,
+    /// Image reference (`registry/repo:tag` or `…@sha256:…`).
+    pub image: String,
+    /// Which OCI runtime runs the app's task.
+    #[serde(default)]
+    pub runtime: RuntimeClass,
+    /// cgroup limits.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Extra environment `KEY: value`; `EVE_ECO_CMD` replaces the image's command.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Data volumes bind-mounted into the app.
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+    /// Any change (not only an increase) takes the app down and up again.
+    #[serde(default)]
+    pub restart_counter: u64,
+    /// Any change takes the app down, recreates its volumes, and brings it up.
+    #[serde(default)]
+    pub purge_counter: u64,
+    /// What to do when the app's task exits on its own.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// Grace period between the stop signal and SIGKILL.
+    #[serde(default = "default_stop_timeout", with = "duration_text")]
+    pub stop_timeout: Duration,
+    /// VNC console settings; the password is a secret.
+    #[serde(default)]
+    pub vnc: VncConfig,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Default grace period between the stop signal and SIGKILL.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn default_stop_timeout() -> Duration {
+    DEFAULT_STOP_TIMEOUT
+}
+
+impl AppConfig {
+    /// Task and container ID, also the cgroup leaf: `<uuid>.<version>.<app_num>`.
+    pub fn task_id(&self) -> String {
+        format!("{}.{}.{}", self.uuid, self.version, self.app_num)
+    }
+
+    /// The part of the config that needs a restart-counter change to take effect.
+    pub fn restart_sensitive(&self) -> (&Resources, &BTreeMap<String, String>, RuntimeClass) {
+        (&self.resources, &self.env, self.runtime)
+    }
+}
+
+/// The OCI runtime class of an app.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeClass {
+    /// runc through the `io.containerd.runc.v2` shim.
+    #[default]
+    Runc,
+    /// gVisor's runsc through the same shim with runsc as the binary.
+    Runsc,
+}
+
+impl RuntimeClass {
+    /// The name used in configs and status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeClass::Runc => "runc",
+            RuntimeClass::Runsc => "runsc",
+        }
+    }
+}
+
+/// cgroup limits of one app.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Memory limit in KiB (no overhead is added for containers).
+    #[serde(default = "default_memory_kib")]
+    pub memory_kib: u64,
+    /// CPU quota in whole CPUs: quota = vcpus × 100 ms per 100 ms period.
+    #[serde(default = "default_vcpus")]
+    pub vcpus: u32,
+    /// Optional CPU pinning (`[0, 1]` or `"0-1,3"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<CpuSet>,
+}
+
+fn default_memory_kib() -> u64 {
+    64 * 1024
+}
+
+fn default_vcpus() -> u32 {
+    1
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            memory_kib: default_memory_kib(),
+            vcpus: default_vcpus(),
+            cpus: None,
+        }
+    }
+}
+
+/// A set of CPU numbers, kept sorted and without duplicates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuSet(Vec<u32>);
+
+impl CpuSet {
+    /// Builds a set from any list of CPU numbers.
+    pub fn new(mut cpus: Vec<u32>) -> Self {
+        cpus.sort_unstable();
+        cpus.dedup();
+        CpuSet(cpus)
+    }
+
+    /// The CPUs, ascending.
+    pub fn cpus(&self) -> &[u32] {
+        &self.0
+    }
+
+    /// Parses the cgroup cpuset syntax `0-2,4`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut cpus = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let num = |s: &str| {
+                s.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("{s:?} is not a CPU number"))
+            };
+            match part.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (num(a)?, num(b)?);
+                    if a > b {
+                        return Err(format!("range {part:?} runs backwards"));
+                    }
+                    if b - a > 4096 {
+                        return Err(format!("range {part:?} is too large"));
+                    }
+                    cpus.extend(a..=b);
+                }
+                None => cpus.push(num(part)?),
+            }
+        }
+        Ok(CpuSet::new(cpus))
+    }
+}
+
+impl fmt::Display for CpuSet {
+    /// The cgroup cpuset syntax, e.g. `0,1,3` (what the OCI spec's `cpus` takes).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl Serialize for CpuSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CpuSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            List(Vec<u32>),
+            Text(String),
+        }
+        match Form::deserialize(d)? {
+            Form::List(v) => Ok(CpuSet::new(v)),
+            Form::Text(t) => CpuSet::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A data volume of an app: a directory `<volumes>/<uuid>#<generation>`
+/// bind-mounted at `mount_dir` and at `/dev/eve/volumes/by-id/<n>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    /// Volume identity.
+    pub uuid: String,
+    /// Controller's generation of the volume (part of its directory name).
+    #[serde(default)]
+    pub generation: u64,
+    /// Optional name: also mounted at `/dev/eve/volumes/by-name/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Absolute path inside the app where the volume appears.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_dir: Option<String>,
+    /// Mount read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// When an exited task is started again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    /// Restart whatever the exit status (with backoff).
+    #[default]
+    Always,
+    /// Restart only after a non-zero exit.
+    OnFailure,
+    /// Never restart: exit 0 → HALTED, non-zero → BROKEN (EVE's behaviour).
+    Never,
+}
+
+/// Restart policy with exponential backoff (an Outpost improvement over EVE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartPolicy {
+    /// When to restart.
+    #[serde(default)]
+    pub mode: RestartMode,
+    /// After this many consecutive failed restarts the app is FAILED (0 = never give up).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_max_attempts() -> u32 {
+    10
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            mode: RestartMode::default(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+/// VNC console settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VncConfig {
+    /// Whether the console is wanted.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Password; when absent the image's `org.lfedge.eve.vnc_password` label applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+}
+
+/// A string that never shows in `Debug` or `Display` output (logs), only in
+/// serialised configs and where it is explicitly exposed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The clear value: call only where the secret is handed to its consumer.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Durations written as text: `10s`, `500ms`, `2m`, `1h`, or a plain number of seconds.
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Parses `10s`, `500ms`, `2m`, `1h`, `1m30s` or `10` (seconds).
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err("empty duration".into());
+        }
+        if let Ok(secs) = t.parse::<u64>() {
+            return Ok(Duration::from_secs(secs));
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = t;
+        while !rest.is_empty() {
+            let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+            if digits == 0 {
+                return Err(format!("{text:?} is not a duration (e.g. 10s, 500ms, 2m)"));
+            }
+            let n: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("{text:?}: number too large"))?;
+            rest = &rest[digits..];
+            let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            let part = match unit {
+                "ms" => Duration::from_millis(n),
+                "s" => Duration::from_secs(n),
+                "m" => Duration::from_secs(n.saturating_mul(60)),
+                "h" => Duration::from_secs(n.saturating_mul(3600)),
+                _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+            };
+            total = total.saturating_add(part);
+        }
+        Ok(total)
+    }
+
+    /// Formats as seconds or milliseconds (`10s`, `1500ms`).
+    pub fn format(d: Duration) -> String {
+        if d.subsec_millis() == 0 {
+            format!("{}s", d.as_secs())
+        } else {
+            format!("{}ms", d.as_millis())
+        }
+    }
+
+    /// serde: serialise as text.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+
+    /// serde: accept text or a number of seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Secs(u64),
+            Text(String),
+        }
+        match Form::deserialize(d)? {
+            Form::Secs(s) => Ok(Duration::from_secs(s)),
+            Form::Text(t) => parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let p = duration_text::parse;
+        assert_eq!(p("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(p("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(p("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(p("7").unwrap(), Duration::from_secs(7));
+        assert!(p("10 parsecs").is_err());
+        assert!(p("s").is_err());
+        assert!(p("").is_err());
+        assert_eq!(duration_text::format(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn cpusets() {
+        assert_eq!(CpuSet::parse("0-2,4").unwrap().cpus(), &[0, 1, 2, 4]);
+        assert_eq!(CpuSet::new(vec![3, 1, 1]).to_string(), "1,3");
+        assert!(CpuSet::parse("2-1").is_err());
+        assert!(CpuSet::parse("x").is_err());
+    }
+
+    #[test]
+    fn secret_is_not_printed() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?} {s}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

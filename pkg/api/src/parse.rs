@@ -1,0 +1,233 @@
+//! Parsing a device config document (YAML or JSON) app by app.
+//!
+//! A document that is not YAML/JSON, or whose top level is wrong, is refused
+//! whole ([`ParseError`]). Inside `apps`, each entry is decoded on its own:
+//! an app with an unknown field or a wrong type is *rejected* with its path
+//! and the others are kept, so one bad app never stops the rest.
+
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::config::{AppConfig, DeviceConfig};
+use crate::validate::{validate, Problem};
+
+/// The whole document could not be used; the previous config must stay.
+#[derive(Debug, Error)]
+pub enum ParseError {
+    /// Not YAML/JSON at all.
+    #[error("device config is not valid YAML/JSON: {0}")]
+    Syntax(String),
+    /// The top level is not a device config.
+    #[error("device config: {0}")]
+    Shape(String),
+}
+
+/// An app entry that cannot be applied, with every reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedApp {
+    /// Position in `apps`.
+    pub index: usize,
+    /// The app's UUID when the entry had a readable one (to report on its status).
+    pub uuid: Option<String>,
+    /// The app's display name when readable.
+    pub display_name: Option<String>,
+    /// What is wrong, each with a path such as `apps[2].resources.memory_kib`.
+    pub problems: Vec<Problem>,
+}
+
+impl RejectedApp {
+    /// One line naming the app and all its problems.
+    pub fn summary(&self) -> String {
+        let who = match (&self.display_name, &self.uuid) {
+            (Some(n), Some(u)) => format!("app {n} ({u})"),
+            (None, Some(u)) => format!("app {u}"),
+            (Some(n), None) => format!("app {n}"),
+            (None, None) => format!("apps[{}]", self.index),
+        };
+        let what: Vec<String> = self.problems.iter().map(|p| p.to_string()).collect();
+        format!("{who} rejected: {}", what.join("; "))
+    }
+}
+
+/// A parsed document: the apps that can be applied, and the ones that cannot.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    /// The config with only the valid apps.
+    pub config: DeviceConfig,
+    /// Apps left out, with their problems.
+    pub rejected: Vec<RejectedApp>,
+}
+
+/// Parses a YAML (or JSON, which is YAML) document and validates every app.
+pub fn parse_device_config(text: &str) -> Result<Parsed, ParseError> {
+    let value: Value = serde_yaml::from_str(text).map_err(|e| ParseError::Syntax(e.to_string()))?;
+    from_value(value)
+}
+
+/// Same as [`parse_device_config`] for a JSON body (what the controller sends).
+pub fn parse_device_config_json(bytes: &[u8]) -> Result<Parsed, ParseError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| ParseError::Syntax(e.to_string()))?;
+    from_value(value)
+}
+
+fn from_value(value: Value) -> Result<Parsed, ParseError> {
+    let Value::Object(mut top) = value else {
+        return Err(ParseError::Shape("the document must be a mapping".into()));
+    };
+    let apps_value = top.remove("apps").unwrap_or(Value::Array(Vec::new()));
+    let Value::Array(entries) = apps_value else {
+        return Err(ParseError::Shape("`apps` must be a list".into()));
+    };
+    // Everything but `apps` must decode strictly (unknown top-level keys refuse the document).
+    top.insert("apps".into(), Value::Array(Vec::new()));
+    let mut config: DeviceConfig =
+        serde_json::from_value(Value::Object(top)).map_err(|e| ParseError::Shape(e.to_string()))?;
+
+    let mut rejected = Vec::new();
+    let mut positions = Vec::new();
+    for (index, entry) in entries.into_iter().enumerate() {
+        let uuid = entry.get("uuid").and_then(Value::as_str).map(str::to_owned);
+        let display_name = entry
+            .get("display_name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        match serde_json::from_value::<AppConfig>(entry) {
+            Ok(app) => {
+                config.apps.push(app);
+                positions.push(index);
+            }
+            Err(e) => rejected.push(RejectedApp {
+                index,
+                uuid,
+                display_name,
+                problems: vec![Problem::new(format!("apps[{index}]"), e.to_string())],
+            }),
+        }
+    }
+
+    // Validation paths must name the position in the original document.
+    let problems = validate(&config);
+    if problems.is_empty() {
+        return Ok(Parsed { config, rejected });
+    }
+    let mut keep = Vec::new();
+    for (i, app) in std::mem::take(&mut config.apps).into_iter().enumerate() {
+        let index = positions[i];
+        let prefix = format!("apps[{i}]");
+        let mine: Vec<Problem> = problems
+            .iter()
+            .filter(|p| p.path == prefix || p.path.starts_with(&format!("{prefix}.")))
+            .map(|p| {
+                Problem::new(
+                    p.path.replacen(&prefix, &format!("apps[{index}]"), 1),
+                    &p.message,
+                )
+            })
+            .collect();
+        if mine.is_empty() {
+            keep.push(app);
+        } else {
+            rejected.push(RejectedApp {
+                index,
+                uuid: Some(app.uuid.clone()),
+                display_name: Some(app.display_name.clone()),
+                problems: mine,
+            });
+        }
+    }
+    config.apps = keep;
+    rejected.sort_by_key(|r| r.index);
+    Ok(Parsed { config, rejected })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+generation: 3
+apps:
+  - uuid: 6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10
+    version: "3"
+    display_name: one
+    app_num: 1
+    image: hello:latest
+  - uuid: 2a9d7f3b-5c1e-4b8a-9f6d-7e0c2b4a6d8f
+    version: "1"
+    display_name: two
+    app_num: 2
+    image: hello:latest
+    resources: { memory_kib: 16, vcpus: 1 }
+  - uuid: 3b9d7f3b-5c1e-4b8a-9f6d-7e0c2b4a6d8f
+    version: "1"
+    display_name: three
+    app_num: 3
+    image: hello:latest
+    colour: blue
+"#;
+
+    #[test]
+    fn bad_apps_are_rejected_one_by_one() {
+        let parsed = parse_device_config(GOOD).unwrap();
+        assert_eq!(parsed.config.generation, 3);
+        assert_eq!(parsed.config.apps.len(), 1);
+        assert_eq!(parsed.config.apps[0].display_name, "one");
+        assert_eq!(parsed.rejected.len(), 2);
+        let two = &parsed.rejected[0];
+        assert_eq!(two.index, 1);
+        assert_eq!(two.display_name.as_deref(), Some("two"));
+        assert_eq!(two.problems[0].path, "apps[1].resources.memory_kib");
+        assert!(two.summary().contains("two"), "{}", two.summary());
+        let three = &parsed.rejected[1];
+        assert_eq!(three.index, 2);
+        assert!(
+            three.problems[0].message.contains("colour"),
+            "{:?}",
+            three.problems
+        );
+    }
+
+    #[test]
+    fn unparsable_documents_are_refused_whole() {
+        assert!(matches!(
+            parse_device_config("generation: [").unwrap_err(),
+            ParseError::Syntax(_)
+        ));
+        assert!(matches!(
+            parse_device_config("- 1\n- 2").unwrap_err(),
+            ParseError::Shape(_)
+        ));
+        let e = parse_device_config("generation: 1\nappz: []").unwrap_err();
+        assert!(e.to_string().contains("appz"), "{e}");
+        assert!(parse_device_config("generation: 1\napps: {}").is_err());
+    }
+
+    #[test]
+    fn json_and_yaml_agree() {
+        let yaml = parse_device_config(GOOD).unwrap();
+        let json = serde_json::to_vec(&yaml.config).unwrap();
+        let again = parse_device_config_json(&json).unwrap();
+        assert_eq!(again.config, yaml.config);
+        assert!(again.rejected.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let text = include_str!("../../../config/examples/device-config.yaml");
+        let parsed = parse_device_config(text).unwrap();
+        assert!(parsed.rejected.is_empty(), "{:#?}", parsed.rejected);
+        assert_eq!(parsed.config.generation, 42);
+        assert_eq!(parsed.config.apps.len(), 2);
+        let gw = &parsed.config.apps[0];
+        assert_eq!(gw.task_id(), "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10.3.1");
+        assert_eq!(gw.resources.cpus.as_ref().unwrap().to_string(), "1");
+        assert_eq!(gw.restart_policy.max_attempts, 20);
+        assert_eq!(gw.volumes[0].mount_dir.as_deref(), Some("/data"));
+    }
+}
