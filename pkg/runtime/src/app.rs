@@ -22,7 +22,9 @@ use crate::task::{
 };
 use crate::volume;
 
-/// Where an app's task writes its output.
+/// Where an app's task writes its output. Both paths must exist: the shim
+/// opens them for writing and does not create them (files are appended to;
+/// FIFOs need their read end open already).
 #[derive(Clone, Debug)]
 pub struct TaskIo {
     /// stdout path (a memlogd FIFO on a device).

@@ -71,6 +71,15 @@ pub async fn exec(
     std::fs::create_dir_all(scratch).map_err(|e| RuntimeError::io("creating", scratch, e))?;
     let out = scratch.join(format!("{id}.{exec_id}.out"));
     let err = scratch.join(format!("{id}.{exec_id}.err"));
+    for p in [&out, &err] {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(p)
+            .map_err(|e| RuntimeError::io("creating exec output", p, e))?;
+    }
     let result = async {
         c.tasks()
             .exec(c.req(ExecProcessRequest {
