@@ -9,6 +9,8 @@ PACKAGES=(
   runc                  # default OCI runtime
   runsc                 # gVisor, for the runsc runtime class
   busybox-static        # the demo/test images are built from it
+  skopeo                # independent check of the OCI layouts ocibuild writes
+  umoci                 # (idem)
   protobuf-compiler     # containerd-client's build script needs protoc
   pkg-config
   iproute2
