@@ -252,3 +252,70 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// A binary of the workspace built next to the test binaries
+/// (`cargo build --workspace`, which `make test` runs first).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A real memlogd process on sockets under `dir`.
+pub struct Memlogd {
+    /// The daemon.
+    pub child: std::process::Child,
+    /// Write-side socket.
+    pub log_socket: PathBuf,
+    /// Query socket.
+    pub query_socket: PathBuf,
+}
+
+impl Memlogd {
+    /// Starts `memlogd` with `extra` flags and waits until it answers.
+    pub fn start(dir: &Path, extra: &[&str]) -> Memlogd {
+        let log_socket = dir.join("memlogd.sock");
+        let query_socket = dir.join("memlogdq.sock");
+        let child = std::process::Command::new(workspace_bin("memlogd"))
+            .arg("-socket-log")
+            .arg(&log_socket)
+            .arg("-socket-query")
+            .arg(&query_socket)
+            .args(extra)
+            .spawn()
+            .expect("starting memlogd");
+        for _ in 0..200 {
+            if memlogd::stats(&query_socket).is_ok() {
+                return Memlogd {
+                    child,
+                    log_socket,
+                    query_socket,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("memlogd did not come up at {}", query_socket.display());
+    }
+
+    /// Messages memlogd holds for `source`.
+    pub fn lines(&self, source: &str) -> Vec<String> {
+        memlogd::dump(&self.query_socket, Some(source))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.msg)
+            .collect()
+    }
+}
+
+impl Drop for Memlogd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

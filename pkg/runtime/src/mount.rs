@@ -70,7 +70,7 @@ pub fn unmount(target: &Path) -> Result<()> {
 /// True when `path` is a mount point in this mount namespace.
 pub fn is_mountpoint(path: &Path) -> bool {
     let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    mount_points().iter().any(|p| *p == want)
+    mount_points().contains(&want)
 }
 
 /// Every mount point below `prefix` (for leak checks).
@@ -97,7 +97,7 @@ fn unescape(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\'
-            && i + 3 < b.len() + 0
+            && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');

@@ -70,13 +70,46 @@ pub async fn write_file(
     path: &Path,
     labels: HashMap<String, String>,
 ) -> Result<()> {
-    if info(c, digest).await?.is_some() {
-        return add_labels(c, digest, &labels).await;
+    retry_locked(c, digest, &labels, || async {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| RuntimeError::io("opening blob", path, e))?;
+        write_stream(c, lease, digest, size, file, labels.clone()).await
+    })
+    .await
+}
+
+/// Longest wait for another writer of the same blob to finish.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs `write` unless the blob exists; when another writer holds the
+/// blob's ref (two imports sharing a layer), waits for it and then only
+/// adds the labels.
+async fn retry_locked<F, Fut>(
+    c: &Containerd,
+    digest: &str,
+    labels: &HashMap<String, String>,
+    write: F,
+) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        if info(c, digest).await?.is_some() {
+            return add_labels(c, digest, labels).await;
+        }
+        match write().await {
+            Err(RuntimeError::Api { status, .. })
+                if status.code() == tonic::Code::Unavailable
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
     }
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| RuntimeError::io("opening blob", path, e))?;
-    write_stream(c, lease, digest, size, file, labels).await
 }
 
 /// Writes an in-memory blob (manifests, configs).
@@ -101,7 +134,7 @@ pub async fn write_bytes(
     .await
 }
 
-async fn write_stream<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+async fn write_stream<R>(
     c: &Containerd,
     lease: &str,
     digest: &str,
@@ -110,7 +143,7 @@ async fn write_stream<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     labels: HashMap<String, String>,
 ) -> Result<()>
 where
-    R: Sized,
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<WriteContentRequest>(2);
     let reference = format!("outpost-{digest}");
