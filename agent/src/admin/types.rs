@@ -1,0 +1,83 @@
+//! The local admin API's messages (JSON over HTTP/1 on a root-only unix
+//! socket). The CLI is its only intended client.
+
+use outpost_api::AppStatus;
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/info`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Info {
+    /// Agent version.
+    pub version: String,
+    /// Generation of the config in effect.
+    pub config_generation: Option<u64>,
+    /// Where it came from (`file:/…`, `checkpoint`, …).
+    pub config_source: Option<String>,
+    /// Seconds since the agent started.
+    pub uptime_secs: u64,
+    /// Times the user containerd was restarted by the agent.
+    pub user_containerd_restarts: u32,
+    /// Task events dropped because the loop fell behind (it resyncs then).
+    pub events_dropped: u64,
+}
+
+/// `GET /v1/apps/{app}` when the app is unknown.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NotFound {
+    /// What was asked for.
+    pub error: String,
+    /// Close names, most similar first.
+    pub suggestions: Vec<String>,
+}
+
+/// `POST /v1/apps/{app}/restart|purge` answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CounterBumped {
+    /// The app.
+    pub app: String,
+    /// New local counter value.
+    pub local_counter: u64,
+}
+
+/// `POST /v1/apps/{app}/exec` body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// Command and arguments.
+    pub args: Vec<String>,
+    /// Timeout in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// `POST /v1/apps/{app}/exec` answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecResponse {
+    /// Exit status.
+    pub exit_status: u32,
+    /// stdout (lossy UTF-8).
+    pub stdout: String,
+    /// stderr (lossy UTF-8).
+    pub stderr: String,
+    /// Output was cut at the bound.
+    pub truncated: bool,
+}
+
+/// One readiness check (`GET /v1/check`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Check {
+    /// Check name (`user-containerd`, `memlogd`, …).
+    pub name: String,
+    /// Passed?
+    pub ok: bool,
+    /// What was seen, and the fix when it failed.
+    pub detail: String,
+}
+
+/// An app as `outpost list` shows it.
+pub type AppView = AppStatus;
+
+/// An error answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Message.
+    pub error: String,
+}

@@ -1,0 +1,280 @@
+//! The CLI verbs that go through the agent's admin API.
+
+use std::os::unix::process::CommandExt;
+
+use anyhow::{bail, Result};
+use outpost_api::AppStatus;
+use outpost_runtime::Layout;
+
+use crate::admin::client::{AdminClient, ApiFailure};
+use crate::admin::types::{Check, CounterBumped, ExecRequest, ExecResponse, Info};
+
+/// What every verb needs.
+pub struct Ctx {
+    client: AdminClient,
+}
+
+impl Ctx {
+    /// For the agent of `layout`.
+    pub fn new(layout: &Layout) -> Self {
+        Ctx {
+            client: AdminClient::new(&layout.agent_run().join(crate::admin::SOCKET_NAME)),
+        }
+    }
+
+    /// The status of `app`, or a helpful error with suggestions.
+    pub async fn app(&self, app: &str) -> Result<AppStatus> {
+        match self
+            .client
+            .get::<AppStatus>(&format!("/v1/apps/{}", encode(app)))
+            .await?
+        {
+            Ok(s) => Ok(s),
+            Err(f) => bail!(describe(&f, app)),
+        }
+    }
+
+    pub(super) async fn list(&self, json: bool) -> Result<i32> {
+        let apps: Vec<AppStatus> = self
+            .client
+            .get("/v1/apps")
+            .await?
+            .map_err(|f| anyhow::anyhow!(describe(&f, "")))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&apps)?);
+            return Ok(0);
+        }
+        println!(
+            "{:<20} {:<36} {:<11} {:>8} {:>9}  IMAGE",
+            "NAME", "UUID", "STATE", "RESTARTS", "UPTIME"
+        );
+        for a in apps {
+            let up = a
+                .domain
+                .as_ref()
+                .and_then(|d| d.started_at)
+                .filter(|_| a.state == outpost_api::SwState::Running);
+            println!(
+                "{:<20} {:<36} {:<11} {:>8} {:>9}  {}",
+                a.display_name,
+                a.uuid,
+                a.state.name(),
+                a.restarts,
+                up.map(uptime).unwrap_or_else(|| "-".into()),
+                a.image
+            );
+        }
+        Ok(0)
+    }
+
+    pub(super) async fn status(&self, app: &str, json: bool) -> Result<i32> {
+        let s = self.app(app).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&s)?);
+            return Ok(0);
+        }
+        println!("name:      {}", s.display_name);
+        println!("uuid:      {}", s.uuid);
+        println!("version:   {}", s.version);
+        println!("image:     {}", s.image);
+        println!("state:     {} ({})", s.state, s.state.number());
+        println!("activated: {}", s.activated);
+        println!("restarts:  {}", s.restarts);
+        println!(
+            "vnc:       {}",
+            if s.vnc_password_set {
+                "password set"
+            } else {
+                "password unset"
+            }
+        );
+        if let Some(d) = &s.domain {
+            println!("task:      {} ({})", d.task_id, d.runtime);
+            if let Some(pid) = d.pid {
+                println!("pid:       {pid}");
+            }
+            if let Some(t) = d.started_at {
+                println!("uptime:    {}", uptime(t));
+            }
+            if let Some(c) = d.exit_code {
+                println!("exit:      {c}");
+            }
+            if let Some(m) = d.memory_limit_bytes {
+                println!("memory:    limit {} MiB", m >> 20);
+            }
+        }
+        if let Some(b) = &s.backoff {
+            let next = b
+                .next_start
+                .map(|t| format!(", next start {t}"))
+                .unwrap_or_default();
+            let max = if b.max_attempts == 0 {
+                "unlimited".to_string()
+            } else {
+                b.max_attempts.to_string()
+            };
+            println!("backoff:   attempt {} of {max}{next}", b.attempts);
+        }
+        if let Some(e) = &s.error {
+            println!("error:     [{:?}] {}", e.severity, e.message);
+            println!(
+                "           since {}, {} retries; retry: {}",
+                e.first_seen, e.retries, e.retry_condition
+            );
+        }
+        Ok(0)
+    }
+
+    pub(super) async fn enter(&self, app: &str, cmd: Vec<String>) -> Result<i32> {
+        let s = self.app(app).await?;
+        let Some(pid) = s
+            .domain
+            .as_ref()
+            .and_then(|d| d.pid)
+            .filter(|_| s.state == outpost_api::SwState::Running)
+        else {
+            bail!("app {} is {}: nothing to enter", s.display_name, s.state);
+        };
+        let cmd = if cmd.is_empty() {
+            vec!["/bin/sh".to_string()]
+        } else {
+            cmd
+        };
+        // nsenter into all of the task's namespaces, its root and cwd.
+        let err = std::process::Command::new("nsenter")
+            .args([
+                "-t",
+                &pid.to_string(),
+                "-m",
+                "-u",
+                "-i",
+                "-n",
+                "-p",
+                "-r",
+                "-w",
+                "--",
+            ])
+            .args(&cmd)
+            .exec();
+        bail!("running nsenter: {err}")
+    }
+
+    pub(super) async fn exec(&self, app: &str, cmd: Vec<String>, timeout: u64) -> Result<i32> {
+        let s = self.app(app).await?;
+        let req = ExecRequest {
+            args: cmd,
+            timeout_ms: timeout * 1000,
+        };
+        let r: ExecResponse = self
+            .client
+            .post(&format!("/v1/apps/{}/exec", encode(&s.uuid)), &req)
+            .await?
+            .map_err(|f| anyhow::anyhow!(describe(&f, app)))?;
+        print!("{}", r.stdout);
+        eprint!("{}", r.stderr);
+        if r.truncated {
+            eprintln!("(output truncated)");
+        }
+        Ok(r.exit_status as i32)
+    }
+
+    pub(super) async fn bump(&self, app: &str, verb: &str) -> Result<i32> {
+        let s = self.app(app).await?;
+        let r: CounterBumped = self
+            .client
+            .post(&format!("/v1/apps/{}/{verb}", encode(&s.uuid)), &())
+            .await?
+            .map_err(|f| anyhow::anyhow!(describe(&f, app)))?;
+        println!(
+            "{verb} of {} requested (local {verb} counter {})",
+            r.app, r.local_counter
+        );
+        Ok(0)
+    }
+
+    pub(super) async fn check(&self, json: bool) -> Result<i32> {
+        let checks: Vec<Check> = match self.client.get("/v1/check").await {
+            Ok(Ok(c)) => c,
+            Ok(Err(f)) => vec![Check {
+                name: "agent".into(),
+                ok: false,
+                detail: describe(&f, ""),
+            }],
+            Err(e) => vec![Check {
+                name: "agent".into(),
+                ok: false,
+                detail: format!("{e:#}"),
+            }],
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&checks)?);
+        } else {
+            for c in &checks {
+                println!(
+                    "{} {:<16} {}",
+                    if c.ok { "ok  " } else { "FAIL" },
+                    c.name,
+                    c.detail
+                );
+            }
+        }
+        Ok(if checks.iter().all(|c| c.ok) { 0 } else { 1 })
+    }
+
+    pub(super) async fn version(&self) -> Result<i32> {
+        println!("outpost {}", env!("CARGO_PKG_VERSION"));
+        match self.client.get::<Info>("/v1/info").await {
+            Ok(Ok(i)) => {
+                println!("outpostd {} (up {}s)", i.version, i.uptime_secs);
+                if let (Some(g), Some(src)) = (i.config_generation, i.config_source) {
+                    println!("config generation {g} from {src}");
+                }
+            }
+            _ => println!("outpostd not reachable"),
+        }
+        Ok(0)
+    }
+}
+
+fn describe(f: &ApiFailure, app: &str) -> String {
+    let msg = f.body["error"]
+        .as_str()
+        .unwrap_or("request failed")
+        .to_owned();
+    let sugg: Vec<&str> = f.body["suggestions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if f.status == hyper::StatusCode::NOT_FOUND && !app.is_empty() {
+        if sugg.is_empty() {
+            format!("{msg} (see `outpost list`)")
+        } else {
+            format!("{msg}; did you mean: {}?", sugg.join(", "))
+        }
+    } else {
+        format!("{msg} ({})", f.status)
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn uptime(since: time::OffsetDateTime) -> String {
+    let secs = (time::OffsetDateTime::now_utc() - since)
+        .whole_seconds()
+        .max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}

@@ -1,0 +1,113 @@
+//! `outpost`: the operator's debug commands on the device (conventions of
+//! `ctr` and `iotedge`: one verb each, `--json` where a script may read it).
+
+mod apps;
+mod logs;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(name = "outpost", about = "Outpost local debug commands", version)]
+pub struct Cli {
+    /// Root prefix of the device paths (`/` on a device).
+    #[arg(long, global = true, default_value = "/", env = "OUTPOST_ROOT")]
+    pub root: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// List apps: name, UUID, state, restarts, uptime, image.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Full status of one app (error, backoff, VNC set/unset).
+    Status {
+        /// App name, UUID or task ID.
+        app: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// An app's output from memlogd.
+    Logs {
+        /// App name, UUID or task ID.
+        app: String,
+        /// Keep printing new lines.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines of what is held.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// The stderr stream instead of stdout.
+        #[arg(long)]
+        stderr: bool,
+    },
+    /// A shell (or CMD) inside the app's namespaces, interactive.
+    Enter {
+        /// App name, UUID or task ID.
+        app: String,
+        /// Command (default /bin/sh).
+        cmd: Vec<String>,
+    },
+    /// Run a command in the app and print its output.
+    Exec {
+        /// App name, UUID or task ID.
+        app: String,
+        /// Seconds before the command is killed.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Command and arguments (after `--`).
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Stop and start the app again (bumps its local restart counter).
+    Restart {
+        /// App name, UUID or task ID.
+        app: String,
+    },
+    /// Recreate the app's volumes and start it fresh (bumps its local purge counter).
+    Purge {
+        /// App name, UUID or task ID.
+        app: String,
+    },
+    /// Named readiness checks; exits non-zero when one fails.
+    Check {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Versions of the CLI and the running agent.
+    Version,
+}
+
+/// Runs the CLI; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let layout = outpost_runtime::Layout::new(&cli.root);
+    let ctx = apps::Ctx::new(&layout);
+    match cli.cmd {
+        Cmd::List { json } => ctx.list(json).await,
+        Cmd::Status { app, json } => ctx.status(&app, json).await,
+        Cmd::Logs {
+            app,
+            follow,
+            tail,
+            stderr,
+        } => logs::run(&ctx, &layout, &app, follow, tail, stderr).await,
+        Cmd::Enter { app, cmd } => ctx.enter(&app, cmd).await,
+        Cmd::Exec { app, timeout, cmd } => ctx.exec(&app, cmd, timeout).await,
+        Cmd::Restart { app } => ctx.bump(&app, "restart").await,
+        Cmd::Purge { app } => ctx.bump(&app, "purge").await,
+        Cmd::Check { json } => ctx.check(json).await,
+        Cmd::Version => ctx.version().await,
+    }
+}

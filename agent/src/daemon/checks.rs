@@ -1,0 +1,173 @@
+//! `outpost check`: operational knowledge as named readiness checks
+//! (the idea of `iotedge check`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::admin::types::Check;
+use crate::daemon::state::Shared;
+
+/// Least free space on /persist before the disk check fails.
+pub const MIN_FREE_BYTES: u64 = 256 << 20;
+/// Least free fraction on /persist before the disk check fails.
+pub const MIN_FREE_PERCENT: u64 = 5;
+/// A clock before this (2025-01-01) is not set.
+const SANE_CLOCK_SECS: u64 = 1_735_689_600;
+
+/// Runs every check.
+pub async fn run(s: &Shared) -> Vec<Check> {
+    let mut out = Vec::new();
+    out.push(match s.runtime.client().version().await {
+        Ok(v) => ok(
+            "user-containerd",
+            format!("containerd {v} at {}", s.layout.user_socket().display()),
+        ),
+        Err(e) => fail(
+            "user-containerd",
+            format!(
+                "{e}; the agent restarts it with backoff, see `logread -source containerd-user`"
+            ),
+        ),
+    });
+    let q = s.memlogd.query_socket.clone();
+    let stats = tokio::task::spawn_blocking(move || memlogd::stats(&q)).await;
+    out.push(match stats {
+        Ok(Ok(st)) => ok(
+            "memlogd",
+            format!(
+                "{} lines / {} bytes held (bounds {} lines, {} bytes), {} streams, {} reader drops",
+                st.totals.lines,
+                st.totals.bytes,
+                st.totals.max_lines,
+                st.totals.max_bytes,
+                st.totals.streams_active,
+                st.totals.reader_drops
+            ),
+        ),
+        Ok(Err(e)) => fail(
+            "memlogd",
+            format!("{e}; app output is not being kept (start memlogd first)"),
+        ),
+        Err(e) => fail("memlogd", e.to_string()),
+    });
+    out.push(disk(&s.layout.persist()));
+    out.push(clock());
+    out.push(match s.store.schema_version() {
+        Ok(v) => ok("state-db", format!("schema v{v}")),
+        Err(e) => fail("state-db", e.to_string()),
+    });
+    let cur = s.current.read().unwrap().clone();
+    out.push(match cur {
+        Some(c) if c.origin.starts_with("file:") => {
+            let path = &c.origin["file:".len()..];
+            if std::fs::metadata(path).is_ok() {
+                ok(
+                    "config-source",
+                    format!("{} (generation {})", c.origin, c.config.generation),
+                )
+            } else {
+                fail(
+                    "config-source",
+                    format!(
+                        "{path} is gone; running generation {} from memory",
+                        c.config.generation
+                    ),
+                )
+            }
+        }
+        Some(c) => ok(
+            "config-source",
+            format!("{} (generation {})", c.origin, c.config.generation),
+        ),
+        None => fail(
+            "config-source",
+            "no config yet: give --config-file or a checkpoint".into(),
+        ),
+    });
+    for bin in ["runc", "runsc"] {
+        out.push(match which(bin) {
+            Some(p) => ok(bin, p),
+            None if bin == "runsc" => ok(
+                bin,
+                "not installed (apps with runtime runsc cannot start)".into(),
+            ),
+            None => fail(bin, "not on PATH: no app can start".into()),
+        });
+    }
+    out
+}
+
+fn ok(name: &str, detail: String) -> Check {
+    Check {
+        name: name.into(),
+        ok: true,
+        detail,
+    }
+}
+
+fn fail(name: &str, detail: String) -> Check {
+    Check {
+        name: name.into(),
+        ok: false,
+        detail,
+    }
+}
+
+fn disk(path: &std::path::Path) -> Check {
+    match nix::sys::statvfs::statvfs(path) {
+        Ok(st) => {
+            let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+            let total = (st.blocks() as u64 * st.fragment_size() as u64).max(1);
+            let pct = free * 100 / total;
+            let detail = format!(
+                "{} MiB free of {} MiB ({pct}%) on {}",
+                free >> 20,
+                total >> 20,
+                path.display()
+            );
+            if free >= MIN_FREE_BYTES && pct >= MIN_FREE_PERCENT {
+                ok("disk-space", detail)
+            } else {
+                fail(
+                    "disk-space",
+                    format!(
+                        "{detail}: below {} MiB or {MIN_FREE_PERCENT}%",
+                        MIN_FREE_BYTES >> 20
+                    ),
+                )
+            }
+        }
+        Err(e) => fail("disk-space", format!("statvfs {}: {e}", path.display())),
+    }
+}
+
+fn clock() -> Check {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let text = time::OffsetDateTime::from_unix_timestamp(now as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    if now >= SANE_CLOCK_SECS {
+        ok("clock", text)
+    } else {
+        fail(
+            "clock",
+            format!(
+                "{text} is before 2025: TLS and backoff timing will misbehave; set the clock (NTP)"
+            ),
+        )
+    }
+}
+
+fn which(bin: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}

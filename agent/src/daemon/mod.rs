@@ -1,0 +1,189 @@
+//! `outpostd`: wires the store, the user containerd, memlogd, the config
+//! sources, the admin API and the reconcile loop together.
+
+pub mod checks;
+pub mod executor;
+pub mod images;
+pub mod logs;
+pub mod reconciler;
+pub mod source;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use outpost_runtime::instance::{InstanceOptions, UserInstance};
+use outpost_runtime::{lease, Layout, Runtime};
+use outpost_store::Store;
+use tokio::sync::{mpsc, Notify};
+
+use self::executor::Executor;
+use self::reconciler::{LoopOptions, Reconciler};
+use self::source::RawConfig;
+use self::state::{Current, MemlogdPaths, Shared};
+
+/// File name of the agent's state database under `/persist/status`.
+pub const STATE_DB: &str = "outpost.redb";
+
+/// Daemon settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Root prefix of the device paths.
+    pub root: PathBuf,
+    /// A local config file to watch.
+    pub config_file: Option<PathBuf>,
+    /// Directory of OCI layouts to import images from.
+    pub images: Option<PathBuf>,
+    /// The containerd binary for the user instance.
+    pub containerd: PathBuf,
+    /// Loop settings.
+    pub loop_options: LoopOptions,
+}
+
+/// Runs the agent until SIGTERM/SIGINT. Apps keep running when it exits:
+/// the next agent adopts them.
+pub async fn run(opts: Options) -> Result<()> {
+    let layout = Layout::new(&opts.root);
+    for d in [
+        layout.persist(),
+        layout.status_dir(),
+        layout.volumes(),
+        layout.fifos(),
+        layout.agent_run(),
+    ] {
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let store =
+        Store::open(&layout.status_dir().join(STATE_DB)).context("opening the state database")?;
+    let memlogd = MemlogdPaths {
+        log_socket: layout.memlogd_log_socket(),
+        query_socket: layout.memlogd_query_socket(),
+    };
+
+    let mut inst_opts = InstanceOptions::with_log_file(layout.user_state().join("containerd.log"));
+    inst_opts.binary = opts.containerd.clone();
+    inst_opts.log = logs::daemon_sink(
+        &memlogd,
+        "containerd-user",
+        layout.user_state().join("containerd.log"),
+    );
+    let (instance, client) = UserInstance::start(&layout, inst_opts)
+        .await
+        .context("starting the user containerd")?;
+    let left = lease::delete_leftovers(&client).await.unwrap_or(0);
+    if left > 0 {
+        tracing::info!(leases = left, "removed leases left by a previous run");
+    }
+    let runtime = Runtime::new(client.clone(), layout.clone())?;
+
+    // The checkpoint is the config until a source says otherwise, so an
+    // offline reboot brings the apps back without waiting for anyone.
+    let current = load_checkpoint(&store);
+    let instance_restarts = Arc::new(AtomicU32::new(0));
+    let shared = Arc::new(Shared {
+        layout: layout.clone(),
+        runtime,
+        store,
+        memlogd,
+        statuses: RwLock::new(BTreeMap::new()),
+        current: RwLock::new(current),
+        kick: Notify::new(),
+        started: Instant::now(),
+        instance_restarts: instance_restarts.clone(),
+        events_dropped: Arc::new(AtomicU64::new(0)),
+    });
+
+    let admin_socket = layout.agent_run().join(crate::admin::SOCKET_NAME);
+    let admin = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::admin::server::serve(shared, &admin_socket).await {
+                tracing::error!(error = %format!("{e:#}"), "admin API stopped");
+            }
+        })
+    };
+    let (tx, rx) = mpsc::channel::<RawConfig>(8);
+    let _watch = opts
+        .config_file
+        .clone()
+        .map(|p| source::watch_file(p, tx.clone()));
+    let events = outpost_runtime::events::subscribe(client, 256);
+    {
+        let (dropped, shared_dropped) = (events.dropped.clone(), shared.events_dropped.clone());
+        let watch = instance.watch();
+        let restarts = instance_restarts.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut watch = watch;
+            loop {
+                shared_dropped.store(dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+                tokio::select! {
+                    changed = watch.changed() => {
+                        if changed.is_err() { return; }
+                        restarts.fetch_add(u32::from(*watch.borrow() == outpost_runtime::instance::InstanceState::Up), Ordering::Relaxed);
+                        // containerd came back: look again.
+                        shared.kick.notify_one();
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        });
+    }
+
+    let exec = Executor {
+        shared: shared.clone(),
+        images: opts.images.clone(),
+    };
+    let reconciler = Reconciler::new(shared.clone(), exec, opts.loop_options.clone())?;
+    tracing::info!(root = %layout.root().display(), "outpostd running");
+    reconciler.run(rx, events, shutdown_signal()).await;
+    tracing::info!("outpostd stopping; apps keep running");
+    admin.abort();
+    let _ = std::fs::remove_file(layout.agent_run().join(crate::admin::SOCKET_NAME));
+    drop(instance); // supervision stops; containerd and the apps keep running
+    Ok(())
+}
+
+fn load_checkpoint(store: &Store) -> Option<Current> {
+    for (what, cp) in [
+        ("checkpoint", store.applied_config()),
+        ("known-good checkpoint", store.known_good_config()),
+    ] {
+        match cp {
+            Ok(Some(cp)) => match source::accept(
+                &RawConfig {
+                    bytes: cp.raw,
+                    origin: what.to_owned(),
+                },
+                None,
+            ) {
+                Ok(c) => {
+                    tracing::info!(
+                        generation = c.config.generation,
+                        apps = c.config.apps.len(),
+                        "starting from the {what}"
+                    );
+                    return Some(c);
+                }
+                Err(e) => tracing::error!("{e}"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "reading the {what}"),
+        }
+    }
+    None
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

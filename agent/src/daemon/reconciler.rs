@@ -1,0 +1,426 @@
+//! The loop: observe (containerd is the truth for what exists), plan (pure),
+//! execute (bounded concurrency across apps), persist the decisions, and
+//! sleep until something happens — a task event, a config, an operator
+//! command, a backoff deadline, or the slow periodic resync.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use outpost_api::{AppConfig, AppStatus, DomainStatus, SwState};
+use outpost_reconcile::{
+    plan, record_outcome, AppStatusUpdate, History, Input, Observed, Phase, Tunables,
+};
+use outpost_runtime::events::EventStream;
+use outpost_runtime::task::TaskStatus;
+use outpost_runtime::ObservedApp;
+use outpost_store::Batch;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::executor::{Executor, PassView};
+use super::source::{accept, RawConfig};
+use super::state::{Current, Shared};
+
+/// How the loop runs.
+#[derive(Clone, Debug)]
+pub struct LoopOptions {
+    /// Slow periodic resync when nothing happens.
+    pub resync: Duration,
+    /// Actions carried out at once (across apps).
+    pub parallel: usize,
+    /// Healthy time before the applied config becomes known-good.
+    pub known_good_after: Duration,
+    /// Restart backoff settings.
+    pub tunables: Tunables,
+}
+
+impl Default for LoopOptions {
+    fn default() -> Self {
+        LoopOptions {
+            resync: Duration::from_secs(30),
+            parallel: 4,
+            known_good_after: Duration::from_secs(600),
+            tunables: Tunables::default(),
+        }
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The reconcile loop; returns when `stop` fires.
+pub struct Reconciler {
+    shared: Arc<Shared>,
+    exec: Arc<Executor>,
+    opts: LoopOptions,
+    history: History,
+    healthy_since: Option<u64>,
+    promoted_generation: Option<u64>,
+    vnc_by_image: HashMap<String, bool>,
+}
+
+impl Reconciler {
+    /// A loop over `shared`, loading the history from the store.
+    pub fn new(shared: Arc<Shared>, exec: Executor, opts: LoopOptions) -> Result<Self> {
+        let apps = shared.store.app_records()?;
+        Ok(Reconciler {
+            shared,
+            exec: Arc::new(exec),
+            opts,
+            history: History { apps },
+            healthy_since: None,
+            promoted_generation: None,
+            vnc_by_image: HashMap::new(),
+        })
+    }
+
+    /// Runs until `stop` resolves.
+    pub async fn run(
+        mut self,
+        mut configs: mpsc::Receiver<RawConfig>,
+        mut events: EventStream,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let mut dirty = true;
+        let mut wake_at: Option<u64> = None;
+        let mut busy_passes = 0u32;
+        loop {
+            if dirty {
+                match self.pass().await {
+                    Ok((acted, wake)) => {
+                        wake_at = wake;
+                        if acted && busy_passes < 8 {
+                            // Re-observe right away: actions changed the world.
+                            busy_passes += 1;
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "reconcile pass failed; retrying");
+                        wake_at = Some(now_ms() + 2000);
+                    }
+                }
+                busy_passes = 0;
+                dirty = false;
+            }
+            let until = wake_at
+                .map(|w| Duration::from_millis(w.saturating_sub(now_ms())))
+                .unwrap_or(self.opts.resync);
+            let sleep = until.min(self.opts.resync);
+            tokio::select! {
+                _ = &mut stop => return,
+                Some(raw) = configs.recv() => dirty |= self.take_config(raw),
+                Some(ev) = events.rx.recv() => {
+                    tracing::debug!(?ev, "task event");
+                    dirty = true;
+                }
+                _ = self.shared.kick.notified() => dirty = true,
+                _ = tokio::time::sleep(sleep) => dirty = true,
+            }
+        }
+    }
+
+    /// Accepts or refuses a document; true when the desired state changed.
+    pub fn take_config(&mut self, raw: RawConfig) -> bool {
+        let current = self.shared.current.read().unwrap().clone();
+        match accept(&raw, current.as_ref()) {
+            Ok(next) => {
+                for r in &next.rejected {
+                    tracing::warn!(origin = %next.origin, "{}", r.summary());
+                }
+                if let Err(e) = self.shared.store.save_applied_config(
+                    &raw.bytes,
+                    next.config.generation,
+                    now_ms(),
+                ) {
+                    tracing::error!(error = %e, "checkpointing the config failed; applying it anyway");
+                }
+                tracing::info!(origin = %next.origin, generation = next.config.generation, apps = next.config.apps.len(), rejected = next.rejected.len(), "config accepted");
+                self.healthy_since = None;
+                *self.shared.current.write().unwrap() = Some(next);
+                true
+            }
+            Err(e) => {
+                tracing::error!("{e}; the config in effect keeps running");
+                false
+            }
+        }
+    }
+
+    /// One observe → plan → execute round. Returns whether anything was
+    /// done and when the planner wants to be woken.
+    async fn pass(&mut self) -> Result<(bool, Option<u64>)> {
+        let Some(cur) = self.shared.current.read().unwrap().clone() else {
+            return Ok((false, None));
+        };
+        let desired = self.with_local_counters(&cur)?;
+        let found = self.shared.runtime.list().await?;
+        let observed: Vec<Observed> = found.iter().map(to_observed).collect();
+        let now = now_ms();
+        let out = plan(&Input {
+            desired: &desired,
+            rejected: &cur.rejected,
+            observed: &observed,
+            history: &self.history,
+            now_ms: now,
+            policy: self.opts.tunables.clone(),
+        });
+        self.persist(&out.history)?;
+        self.history = out.history;
+        self.publish(&cur, &desired, &found, &out.statuses).await;
+        self.track_health(&cur, &out.statuses);
+        if out.actions.is_empty() {
+            return Ok((false, out.wake_at_ms));
+        }
+
+        // Containers are built from what the planner decided to apply (it
+        // can differ from the document, e.g. an image change still waiting
+        // for its purge counter).
+        let to_build = desired
+            .iter()
+            .map(|a| {
+                let cfg = self.history.config_to_apply(&a.uuid).cloned();
+                (a.uuid.clone(), cfg.unwrap_or_else(|| a.clone()))
+            })
+            .collect();
+        let view = Arc::new(PassView {
+            desired: to_build,
+            observed: found
+                .iter()
+                .map(|o| (o.task_id.clone(), o.clone()))
+                .collect(),
+            applied: self
+                .history
+                .apps
+                .iter()
+                .filter_map(|(u, r)| r.applied.clone().map(|a| (u.clone(), a)))
+                .collect(),
+            generation: cur.config.generation,
+        });
+        let sem = Arc::new(Semaphore::new(self.opts.parallel.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for action in out.actions {
+            let (exec, view, sem) = (self.exec.clone(), view.clone(), sem.clone());
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                tracing::info!(app = action.uuid(), action = action.kind().verb(), task = action.task_id(), "executing");
+                let r = exec.execute(&action, &view).await.map_err(|e| format!("{e:#}"));
+                if let Err(e) = &r {
+                    tracing::warn!(app = action.uuid(), action = action.kind().verb(), error = %e, "action failed");
+                }
+                (action, r)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let Ok((action, outcome)) = joined else {
+                continue;
+            };
+            record_outcome(
+                &mut self.history,
+                action.uuid(),
+                &action,
+                outcome,
+                now_ms(),
+                &self.opts.tunables,
+            );
+            // One decision, one transaction.
+            let uuid = action.uuid().to_owned();
+            let batch = match self.history.apps.get(&uuid) {
+                Some(rec) => Batch::new().put(&uuid, rec)?.active(&uuid, rec.was_active),
+                None => Batch::new().remove(&uuid),
+            };
+            self.shared.store.commit(batch)?;
+        }
+        Ok((true, None))
+    }
+
+    /// Desired apps with the operator's local restart/purge counters added
+    /// (EVE's local commands), so the planner sees them as counter changes.
+    fn with_local_counters(&self, cur: &Current) -> Result<Vec<AppConfig>> {
+        let mut out = Vec::with_capacity(cur.config.apps.len());
+        for app in &cur.config.apps {
+            let (restart, purge) = self.shared.store.local_counters(&app.uuid)?;
+            let mut a = app.clone();
+            a.restart_counter = a.restart_counter.wrapping_add(restart);
+            a.purge_counter = a.purge_counter.wrapping_add(purge);
+            out.push(a);
+        }
+        Ok(out)
+    }
+
+    /// Writes every record of the plan (and drops the ones it forgot) in one transaction.
+    fn persist(&self, next: &History) -> Result<()> {
+        let mut batch = Batch::new();
+        for (uuid, rec) in &next.apps {
+            if self.history.apps.get(uuid) != Some(rec) {
+                batch = batch.put(uuid, rec)?.active(uuid, rec.was_active);
+            }
+        }
+        for uuid in self.history.apps.keys() {
+            if !next.apps.contains_key(uuid) {
+                batch = batch.remove(uuid).active(uuid, false);
+            }
+        }
+        if !batch.is_empty() {
+            self.shared.store.commit(batch)?;
+        }
+        Ok(())
+    }
+
+    async fn publish(
+        &mut self,
+        cur: &Current,
+        desired: &[AppConfig],
+        found: &[ObservedApp],
+        updates: &[AppStatusUpdate],
+    ) {
+        let mut statuses = BTreeMap::new();
+        for u in updates {
+            let app = desired
+                .iter()
+                .find(|a| a.uuid == u.uuid)
+                .or_else(|| {
+                    self.history
+                        .apps
+                        .get(&u.uuid)
+                        .and_then(|r| r.applied.as_ref())
+                })
+                .cloned();
+            let app = app.as_ref();
+            let rejected = cur
+                .rejected
+                .iter()
+                .find(|r| r.uuid.as_deref() == Some(u.uuid.as_str()));
+            let obs = found.iter().find(|o| o.app_uuid == u.uuid);
+            let vnc = match app {
+                Some(a) => self.vnc_set(a).await,
+                None => false,
+            };
+            let rec = self.history.apps.get(&u.uuid);
+            let domain = obs.map(|o| DomainStatus {
+                task_id: o.task_id.clone(),
+                pid: o.task.as_ref().map(|t| t.pid).filter(|p| *p > 0),
+                exit_code: o
+                    .task
+                    .as_ref()
+                    .filter(|t| t.status == TaskStatus::Stopped)
+                    .map(|t| t.exit_status),
+                started_at: rec.and_then(|r| r.started_ms).and_then(|ms| {
+                    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).ok()
+                }),
+                runtime: o.runtime.clone(),
+                memory_limit_bytes: app.map(|a| a.resources.memory_kib * 1024),
+            });
+            let status = AppStatus {
+                uuid: u.uuid.clone(),
+                display_name: app
+                    .map(|a| a.display_name.clone())
+                    .or_else(|| rejected.and_then(|r| r.display_name.clone()))
+                    .unwrap_or_else(|| u.uuid.clone()),
+                version: app.map(|a| a.version.clone()).unwrap_or_default(),
+                image: app.map(|a| a.image.clone()).unwrap_or_default(),
+                state: u.state,
+                activated: app.map(|a| a.activate).unwrap_or(false),
+                restarts: u.restarts,
+                domain,
+                backoff: u.backoff.clone(),
+                error: u.error.clone(),
+                vnc_password_set: vnc,
+            };
+            statuses.insert(u.uuid.clone(), status);
+        }
+        *self.shared.statuses.write().unwrap() = statuses;
+    }
+
+    /// Whether a VNC password is in effect (config, else the image label).
+    async fn vnc_set(&mut self, app: &AppConfig) -> bool {
+        if app.vnc.password.is_some() {
+            return true;
+        }
+        if let Some(v) = self.vnc_by_image.get(&app.image) {
+            return *v;
+        }
+        match outpost_runtime::image::resolve(self.shared.runtime.client(), &app.image).await {
+            Ok(img) => {
+                let set = outpost_runtime::spec::vnc_password(app, &img.config).is_some();
+                self.vnc_by_image.insert(app.image.clone(), set);
+                set
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Promotes the applied config to known-good after a healthy window:
+    /// every activated app RUNNING and none rejected.
+    fn track_health(&mut self, cur: &Current, updates: &[AppStatusUpdate]) {
+        let healthy = cur.rejected.is_empty()
+            && cur.config.apps.iter().filter(|a| a.activate).all(|a| {
+                updates
+                    .iter()
+                    .any(|u| u.uuid == a.uuid && u.state == SwState::Running)
+            });
+        if !healthy {
+            self.healthy_since = None;
+            return;
+        }
+        let now = now_ms();
+        let since = *self.healthy_since.get_or_insert(now);
+        if self.promoted_generation != Some(cur.config.generation)
+            && now.saturating_sub(since) >= self.opts.known_good_after.as_millis() as u64
+        {
+            match self.shared.store.promote_known_good(now) {
+                Ok(_) => {
+                    tracing::info!(
+                        generation = cur.config.generation,
+                        "config promoted to known-good"
+                    );
+                    self.promoted_generation = Some(cur.config.generation);
+                }
+                Err(e) => tracing::error!(error = %e, "promoting known-good config"),
+            }
+        }
+    }
+}
+
+/// The planner's view of a container found in containerd.
+pub fn to_observed(o: &ObservedApp) -> Observed {
+    let purge_counter = o
+        .volume_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('#').nth(1))
+        .and_then(|g| g.trim_end_matches(".container").parse().ok())
+        .unwrap_or(0);
+    let (phase, exit_status, pid) = match &o.task {
+        None => (Phase::NoTask, None, None),
+        Some(t) => {
+            let phase = match t.status {
+                TaskStatus::Created => Phase::Created,
+                TaskStatus::Running => Phase::Running,
+                TaskStatus::Pausing => Phase::Pausing,
+                TaskStatus::Paused => Phase::Paused,
+                TaskStatus::Stopped => Phase::Stopped,
+                TaskStatus::Unknown => Phase::NoTask,
+            };
+            let exit = (t.status == TaskStatus::Stopped).then_some(t.exit_status);
+            (phase, exit, (t.pid > 0).then_some(t.pid))
+        }
+    };
+    Observed {
+        task_id: o.task_id.clone(),
+        uuid: o.app_uuid.clone(),
+        version: o.version.clone(),
+        app_num: o.app_num,
+        purge_counter,
+        phase,
+        exit_status,
+        pid,
+    }
+}

@@ -1,0 +1,159 @@
+//! State shared between the reconcile loop and the admin API.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use outpost_api::{AppStatus, DeviceConfig, RejectedApp};
+use outpost_runtime::{Layout, Runtime};
+use outpost_store::Store;
+use tokio::sync::Notify;
+
+pub use outpost_store::CounterKind;
+
+/// The config in effect and where it came from.
+#[derive(Clone, Debug)]
+pub struct Current {
+    /// Valid apps of the document.
+    pub config: DeviceConfig,
+    /// Apps left out, with their problems.
+    pub rejected: Vec<RejectedApp>,
+    /// `file:/path`, `checkpoint`, …
+    pub origin: String,
+}
+
+/// memlogd's sockets.
+#[derive(Clone, Debug)]
+pub struct MemlogdPaths {
+    /// Write side (register streams).
+    pub log_socket: std::path::PathBuf,
+    /// Query side.
+    pub query_socket: std::path::PathBuf,
+}
+
+/// Everything the loop and the admin API share.
+pub struct Shared {
+    /// Device paths.
+    pub layout: Layout,
+    /// The containerd driver (user instance).
+    pub runtime: Runtime,
+    /// Persistent decisions.
+    pub store: Store,
+    /// memlogd sockets.
+    pub memlogd: MemlogdPaths,
+    /// Status of every known app, by UUID.
+    pub statuses: RwLock<BTreeMap<String, AppStatus>>,
+    /// The config in effect.
+    pub current: RwLock<Option<Current>>,
+    /// Wakes the loop (operator command, config change).
+    pub kick: Notify,
+    /// When the agent started.
+    pub started: Instant,
+    /// User containerd restarts (copied from the supervisor).
+    pub instance_restarts: Arc<AtomicU32>,
+    /// Task events dropped because the loop was behind.
+    pub events_dropped: Arc<AtomicU64>,
+}
+
+impl Shared {
+    /// All statuses, by display name.
+    pub fn statuses(&self) -> Vec<AppStatus> {
+        let mut v: Vec<AppStatus> = self.statuses.read().unwrap().values().cloned().collect();
+        v.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+        v
+    }
+
+    /// An app by display name, UUID, task ID, or unique UUID prefix.
+    pub fn find(&self, key: &str) -> Option<AppStatus> {
+        let all = self.statuses.read().unwrap();
+        if let Some(s) = all
+            .values()
+            .find(|s| s.display_name == key || s.uuid == key)
+        {
+            return Some(s.clone());
+        }
+        if let Some(s) = all
+            .values()
+            .find(|s| s.domain.as_ref().is_some_and(|d| d.task_id == key))
+        {
+            return Some(s.clone());
+        }
+        let by_prefix: Vec<&AppStatus> = all
+            .values()
+            .filter(|s| key.len() >= 4 && s.uuid.starts_with(key))
+            .collect();
+        (by_prefix.len() == 1).then(|| by_prefix[0].clone())
+    }
+
+    /// Known names closest to `key` (for "did you mean").
+    pub fn suggest(&self, key: &str) -> Vec<String> {
+        let all = self.statuses.read().unwrap();
+        let mut scored: Vec<(usize, String)> = all
+            .values()
+            .map(|s| {
+                (
+                    edit_distance(&key.to_lowercase(), &s.display_name.to_lowercase()),
+                    s.display_name.clone(),
+                )
+            })
+            .filter(|(d, n)| *d <= (n.len() / 2).max(2) || n.contains(key))
+            .collect();
+        scored.sort();
+        scored.into_iter().take(3).map(|(_, n)| n).collect()
+    }
+
+    /// Bumps an app's local restart/purge counter and wakes the loop.
+    pub fn bump_local_counter(&self, uuid: &str, kind: CounterKind) -> anyhow::Result<u64> {
+        let v = self.store.bump_local_counter(uuid, kind)?;
+        tracing::info!(
+            app = uuid,
+            ?kind,
+            counter = v,
+            "local counter bumped by operator"
+        );
+        self.kick.notify_one();
+        Ok(v)
+    }
+
+    /// The admin API's `info`.
+    pub fn info(&self) -> crate::admin::types::Info {
+        let cur = self.current.read().unwrap();
+        crate::admin::types::Info {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            config_generation: cur.as_ref().map(|c| c.config.generation),
+            config_source: cur.as_ref().map(|c| c.origin.clone()),
+            uptime_secs: self.started.elapsed().as_secs(),
+            user_containerd_restarts: self.instance_restarts.load(Ordering::Relaxed),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Levenshtein distance (for suggestions; names are short).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances() {
+        assert_eq!(edit_distance("hello", "hello"), 0);
+        assert_eq!(edit_distance("helo", "hello"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}
