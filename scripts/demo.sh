@@ -22,7 +22,8 @@ stop() {
     pkill -TERM -f "outpostd --root $ROOT" 2>/dev/null || true
     sleep 0.5
   fi
-  pkill -TERM -f "$ROOT" 2>/dev/null || true   # user containerd, memlogd
+  pkill -TERM -f "$ROOT" 2>/dev/null || true   # user containerd
+  [ -f "$ROOT/memlogd.pid" ] && kill "$(cat "$ROOT/memlogd.pid")" 2>/dev/null || true
   sleep 0.5
   grep " $ROOT" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 }
@@ -37,7 +38,9 @@ $BIN/outpost-ocibuild build-all images -o "$ROOT/images"
 cp config/demo.yaml "$ROOT/etc/device.yaml"
 
 echo "== starting memlogd"
-$BIN/memlogd -socket-log "$ROOT/run/linuxkit-external-logging.sock" -socket-query "$ROOT/run/memlogdq.sock" -daemonize
+setsid $BIN/memlogd -socket-log "$ROOT/run/linuxkit-external-logging.sock" -socket-query "$ROOT/run/memlogdq.sock" \
+  >"$ROOT/memlogd.log" 2>&1 < /dev/null &
+echo $! > "$ROOT/memlogd.pid"
 echo "== starting outpostd (log: $ROOT/outpostd.log)"
 setsid $BIN/outpostd --root "$ROOT" --config-file "$ROOT/etc/device.yaml" --images "$ROOT/images" \
   --backoff-initial-ms 2000 >"$ROOT/outpostd.log" 2>&1 < /dev/null &

@@ -27,7 +27,11 @@ pub fn ms(d: Duration) -> String {
 
 /// Prints one comparison row: name, ours, baseline, ratio.
 pub fn row(name: &str, ours: Duration, base: Duration) {
-    let ratio = if base.is_zero() { f64::NAN } else { ours.as_secs_f64() / base.as_secs_f64() };
+    let ratio = if base.is_zero() {
+        f64::NAN
+    } else {
+        ours.as_secs_f64() / base.as_secs_f64()
+    };
     println!("{name:<34} {:>12} {:>12} {ratio:>8.2}x", ms(ours), ms(base));
 }
 

@@ -50,7 +50,8 @@ pub fn remove_task_io(layout: &Layout, task_id: &str) {
 pub fn daemon_sink(memlogd: &MemlogdPaths, name: &str, fallback: std::path::PathBuf) -> LogSink {
     let (sock, name) = (memlogd.log_socket.clone(), name.to_owned());
     Arc::new(move || {
-        let (r, w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+        // Close-on-exec, so no other child spawned meanwhile inherits the pipe.
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         match memlogd::register_fds(&sock, &name, &[r.as_fd()]) {
             Ok(()) => Ok(Stdio::from(w)),
             Err(_) => Ok(Stdio::from(std::fs::File::create(&fallback)?)),

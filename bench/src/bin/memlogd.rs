@@ -1,6 +1,6 @@
 //! memlogd ingest and delivery throughput, versus a raw pipe, same run.
 //!
-//! `cargo run --release -p outpost-bench --bin memlogd [-- --seconds S] [--memlogd PATH]`
+//! `cargo run --release -p outpost-bench --bin bench-memlogd [-- --seconds S] [--memlogd PATH]`
 //!
 //! Each run: 8 writer threads write 100-byte lines (40 per 4000-byte write)
 //! for S seconds (default 3) into pipes registered with a freshly started
@@ -10,11 +10,12 @@
 //! (5000 lines, 1024-byte lines, 8 MiB) and big bounds (1,000,000 lines,
 //! 256 MiB); the baseline is the same writers into one pipe read by `wc -l`.
 //!
-//! Which memlogd: `--memlogd PATH` or `$MEMLOGD_BIN` if given; otherwise this
-//! binary re-executes itself as the daemon (`--as-memlogd`), running exactly
-//! `memlogd::cli::memlogd::main`, the code of the `memlogd` binary. (This
-//! bench binary is itself named `memlogd`, so the daemon's binary cannot sit
-//! next to it in `target/release`.)
+//! Which memlogd, first found: `--memlogd PATH`; `$MEMLOGD_BIN`; the
+//! `memlogd` binary next to this one if it is newer than this one (run
+//! `cargo build --release -p memlogd` first); otherwise this binary
+//! re-executes itself as the daemon (`--as-memlogd`), running exactly
+//! `memlogd::cli::memlogd::main`, the code of the `memlogd` binary, in its
+//! own process. The line "daemon:" of the output says which one ran.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -45,11 +46,18 @@ fn main() -> Result<()> {
     while let Some(a) = it.next() {
         match a.to_str() {
             Some("--seconds") => {
-                seconds = it.next().context("--seconds needs a value")?.to_string_lossy().parse()?
+                seconds = it
+                    .next()
+                    .context("--seconds needs a value")?
+                    .to_string_lossy()
+                    .parse()?
             }
             Some("--memlogd") => daemon = Some(it.next().context("--memlogd needs a path")?.into()),
-            _ => bail!("usage: memlogd [--seconds S] [--memlogd PATH]"),
+            _ => bail!("usage: bench-memlogd [--seconds S] [--memlogd PATH]"),
         }
+    }
+    if daemon.is_none() {
+        daemon = fresh_sibling()?;
     }
     let duration = Duration::from_secs_f64(seconds);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -93,6 +101,27 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The `memlogd` binary next to this one, if it was built after this one
+/// (this binary is rebuilt whenever the memlogd library changes, so an older
+/// sibling may be stale).
+fn fresh_sibling() -> Result<Option<PathBuf>> {
+    let me = std::env::current_exe()?;
+    let sibling = me.with_file_name("memlogd");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Ok(match (modified(&sibling), modified(&me)) {
+        (Some(s), Some(m)) if s >= m => Some(sibling),
+        (Some(_), _) => {
+            println!(
+                "note: {} is older than this benchmark, not using it \
+                 (cargo build --release -p memlogd to use it)",
+                sibling.display()
+            );
+            None
+        }
+        _ => None,
+    })
+}
+
 fn rate(lines: u64, t: Duration) -> String {
     format!("{:.0}", lines as f64 / t.as_secs_f64())
 }
@@ -120,7 +149,7 @@ fn write_lines(mut w: impl Write, d: Duration, id: usize) -> u64 {
 /// Baseline: the same writers into one pipe (4000-byte writes are atomic),
 /// counted by `wc -l`. Returns (lines, time until the reader finished).
 fn raw_pipe(d: Duration) -> Result<(u64, Duration)> {
-    let (r, w) = nix::unistd::pipe()?;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let mut wc = Command::new("wc")
         .arg("-l")
         .stdin(std::fs::File::from(r))
@@ -173,7 +202,9 @@ impl Drop for Daemon {
 }
 
 fn start_daemon(bin: Option<&Path>, bounds: &[&str; 2]) -> Result<Daemon> {
-    let dir = tempfile::Builder::new().prefix("memlogd-bench").tempdir_in("/tmp")?;
+    let dir = tempfile::Builder::new()
+        .prefix("memlogd-bench")
+        .tempdir_in("/tmp")?;
     let log = dir.path().join("log.sock");
     let query = dir.path().join("query.sock");
     let mut cmd = match bin {
@@ -245,9 +276,11 @@ fn memlogd_run(bin: Option<&Path>, bounds: &[&str; 2], d: Duration) -> Result<Ru
     let start = Instant::now();
     let handles: Vec<_> = (0..WRITERS)
         .map(|i| {
-            let (r, w) = nix::unistd::pipe()?;
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             memlogd::register_fds(&daemon.log, &format!("bench-{i}"), &[r.as_fd()])?;
-            Ok(std::thread::spawn(move || write_lines(std::fs::File::from(w), d, i)))
+            Ok(std::thread::spawn(move || {
+                write_lines(std::fs::File::from(w), d, i)
+            }))
         })
         .collect::<Result<_>>()?;
     let written: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
@@ -264,7 +297,11 @@ fn memlogd_run(bin: Option<&Path>, bounds: &[&str; 2], d: Duration) -> Result<Ru
     let settle = Instant::now();
     let stats = loop {
         let s = memlogd::stats(&daemon.query)?;
-        let sent = s.readers.iter().find(|r| r.mode == "follow").map_or(0, |r| r.sent);
+        let sent = s
+            .readers
+            .iter()
+            .find(|r| r.mode == "follow")
+            .map_or(0, |r| r.sent);
         if delivered.load(Ordering::Relaxed) >= sent || settle.elapsed() > Duration::from_secs(5) {
             break s;
         }

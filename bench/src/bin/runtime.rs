@@ -17,9 +17,18 @@ use outpost_runtime::{task, Layout, Runtime, TaskIo};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
-    let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(20);
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let dir = tempfile::Builder::new().prefix("outpost-bench").tempdir_in("/tmp")?;
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(20);
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let dir = tempfile::Builder::new()
+        .prefix("outpost-bench")
+        .tempdir_in("/tmp")?;
     let images = dir.path().join("images");
     outpost_ocibuild::build_all(&ws.join("images"), &images).context("building images/")?;
 
@@ -31,7 +40,10 @@ async fn main() -> Result<()> {
     let img = rt.import_layout(&images.join("sh"), "sh:latest").await?;
     let import = t0.elapsed();
 
-    let io = TaskIo { stdout: dir.path().join("out"), stderr: dir.path().join("err") };
+    let io = TaskIo {
+        stdout: dir.path().join("out"),
+        stderr: dir.path().join("err"),
+    };
     std::fs::write(&io.stdout, "")?;
     std::fs::write(&io.stderr, "")?;
 
@@ -49,7 +61,15 @@ async fn main() -> Result<()> {
         let st = Command::new("ctr")
             .arg("--address")
             .arg(&sock)
-            .args(["-n", "eve-user-apps", "run", "--rm", "--null-io", "--runc-binary", "runc"])
+            .args([
+                "-n",
+                "eve-user-apps",
+                "run",
+                "--rm",
+                "--null-io",
+                "--runc-binary",
+                "runc",
+            ])
             .arg(&img.name)
             .arg(id)
             .arg("/bin/true")
@@ -69,8 +89,14 @@ async fn main() -> Result<()> {
     }
     instance.kill().await;
 
-    println!("container lifecycle, busybox true, N = {n} (image import: {:.1} ms)", import.as_secs_f64() * 1000.0);
-    println!("{:<34} {:>12} {:>12} {:>9}", "", "pkg/runtime", "ctr run --rm", "ratio");
+    println!(
+        "container lifecycle, busybox true, N = {n} (image import: {:.1} ms)",
+        import.as_secs_f64() * 1000.0
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>9}",
+        "", "pkg/runtime", "ctr run --rm", "ratio"
+    );
     row("median", median(&ours), median(&base));
     row("p90", percentile(&ours, 90.0), percentile(&base, 90.0));
     row("min", percentile(&ours, 0.0), percentile(&base, 0.0));
