@@ -51,7 +51,8 @@ pub fn daemon_sink(memlogd: &MemlogdPaths, name: &str, fallback: std::path::Path
     let (sock, name) = (memlogd.log_socket.clone(), name.to_owned());
     Arc::new(move || {
         // Close-on-exec, so no other child spawned meanwhile inherits the pipe.
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
         match memlogd::register_fds(&sock, &name, &[r.as_fd()]) {
             Ok(()) => Ok(Stdio::from(w)),
             Err(_) => Ok(Stdio::from(std::fs::File::create(&fallback)?)),

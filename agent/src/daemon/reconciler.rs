@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use outpost_api::{AppConfig, AppStatus, DomainStatus, SwState};
+use outpost_reconcile::Action;
 use outpost_reconcile::{
     plan, record_outcome, AppStatusUpdate, History, Input, Observed, Phase, Tunables,
 };
@@ -172,6 +173,13 @@ impl Reconciler {
             now_ms: now,
             policy: self.opts.tunables.clone(),
         });
+        let was_active: std::collections::HashSet<String> = self
+            .history
+            .apps
+            .iter()
+            .filter(|(_, r)| r.was_active)
+            .map(|(u, _)| u.clone())
+            .collect();
         self.persist(&out.history)?;
         self.history = out.history;
         self.publish(&cur, &desired, &found, &out.statuses).await;
@@ -204,39 +212,54 @@ impl Reconciler {
                 .collect(),
             generation: cur.config.generation,
         });
-        let sem = Arc::new(Semaphore::new(self.opts.parallel.max(1)));
-        let mut set = tokio::task::JoinSet::new();
+        // Waves: teardown first, then the apps that were running before
+        // (after a reboot they come back first), then the rest.
+        let mut waves: [Vec<Action>; 3] = Default::default();
         for action in out.actions {
-            let (exec, view, sem) = (self.exec.clone(), view.clone(), sem.clone());
-            set.spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                tracing::info!(app = action.uuid(), action = action.kind().verb(), task = action.task_id(), "executing");
-                let r = exec.execute(&action, &view).await.map_err(|e| format!("{e:#}"));
-                if let Err(e) = &r {
-                    tracing::warn!(app = action.uuid(), action = action.kind().verb(), error = %e, "action failed");
-                }
-                (action, r)
-            });
+            let wave = if !action.kind().starts() {
+                0
+            } else if was_active.contains(action.uuid()) {
+                1
+            } else {
+                2
+            };
+            waves[wave].push(action);
         }
-        while let Some(joined) = set.join_next().await {
-            let Ok((action, outcome)) = joined else {
-                continue;
-            };
-            record_outcome(
-                &mut self.history,
-                action.uuid(),
-                &action,
-                outcome,
-                now_ms(),
-                &self.opts.tunables,
-            );
-            // One decision, one transaction.
-            let uuid = action.uuid().to_owned();
-            let batch = match self.history.apps.get(&uuid) {
-                Some(rec) => Batch::new().put(&uuid, rec)?.active(&uuid, rec.was_active),
-                None => Batch::new().remove(&uuid),
-            };
-            self.shared.store.commit(batch)?;
+        let sem = Arc::new(Semaphore::new(self.opts.parallel.max(1)));
+        for wave in waves {
+            let mut set = tokio::task::JoinSet::new();
+            for action in wave {
+                let (exec, view, sem) = (self.exec.clone(), view.clone(), sem.clone());
+                set.spawn(async move {
+                    let _permit = sem.acquire_owned().await;
+                    tracing::info!(app = action.uuid(), action = action.kind().verb(), task = action.task_id(), "executing");
+                    let r = exec.execute(&action, &view).await.map_err(|e| format!("{e:#}"));
+                    if let Err(e) = &r {
+                        tracing::warn!(app = action.uuid(), action = action.kind().verb(), error = %e, "action failed");
+                    }
+                    (action, r)
+                });
+            }
+            while let Some(joined) = set.join_next().await {
+                let Ok((action, outcome)) = joined else {
+                    continue;
+                };
+                record_outcome(
+                    &mut self.history,
+                    action.uuid(),
+                    &action,
+                    outcome,
+                    now_ms(),
+                    &self.opts.tunables,
+                );
+                // One decision, one transaction.
+                let uuid = action.uuid().to_owned();
+                let batch = match self.history.apps.get(&uuid) {
+                    Some(rec) => Batch::new().put(&uuid, rec)?.active(&uuid, rec.was_active),
+                    None => Batch::new().remove(&uuid),
+                };
+                self.shared.store.commit(batch)?;
+            }
         }
         Ok((true, None))
     }
