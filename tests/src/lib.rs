@@ -15,6 +15,8 @@ use outpost_runtime::image::ImageRecord;
 use outpost_runtime::instance::{InstanceOptions, UserInstance};
 use outpost_runtime::{Containerd, Layout, Runtime, TaskIo};
 
+pub mod agent;
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -278,10 +280,14 @@ pub struct Memlogd {
 }
 
 impl Memlogd {
-    /// Starts `memlogd` with `extra` flags and waits until it answers.
+    /// Starts `memlogd` on sockets in `dir` with `extra` flags.
     pub fn start(dir: &Path, extra: &[&str]) -> Memlogd {
-        let log_socket = dir.join("memlogd.sock");
-        let query_socket = dir.join("memlogdq.sock");
+        Memlogd::start_at(&dir.join("memlogd.sock"), &dir.join("memlogdq.sock"), extra)
+    }
+
+    /// Starts `memlogd` on the given sockets and waits until it answers.
+    pub fn start_at(log_socket: &Path, query_socket: &Path, extra: &[&str]) -> Memlogd {
+        let (log_socket, query_socket) = (log_socket.to_path_buf(), query_socket.to_path_buf());
         let child = std::process::Command::new(workspace_bin("memlogd"))
             .arg("-socket-log")
             .arg(&log_socket)
@@ -317,5 +323,25 @@ impl Drop for Memlogd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*) for randomised tests; the seed
+/// is printed so a failure can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator.
+    pub fn new(seed: u64) -> Rng {
+        eprintln!("Rng seed: {seed}");
+        Rng(seed.max(1))
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
     }
 }
