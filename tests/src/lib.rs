@@ -286,6 +286,8 @@ impl Memlogd {
     }
 
     /// Starts `memlogd` on the given sockets and waits until it answers.
+    // The child is reaped by `Drop` (kill + wait), which the lint cannot see.
+    #[allow(clippy::zombie_processes)]
     pub fn start_at(log_socket: &Path, query_socket: &Path, extra: &[&str]) -> Memlogd {
         let (log_socket, query_socket) = (log_socket.to_path_buf(), query_socket.to_path_buf());
         let child = std::process::Command::new(workspace_bin("memlogd"))

@@ -37,7 +37,7 @@ pub(super) async fn run(
         let mut last = None;
         for e in &held[skip..] {
             println!("{}", e.msg);
-            last = Some(e.time.clone());
+            last = Some(e.time);
         }
         if follow {
             let stream = memlogd::follow(&q, memlogd::FollowFrom::Now, Some(&source))?;

@@ -115,8 +115,8 @@ fn fail(name: &str, detail: String) -> Check {
 fn disk(path: &std::path::Path) -> Check {
     match nix::sys::statvfs::statvfs(path) {
         Ok(st) => {
-            let free = st.blocks_available() as u64 * st.fragment_size() as u64;
-            let total = (st.blocks() as u64 * st.fragment_size() as u64).max(1);
+            let free = st.blocks_available() * st.fragment_size();
+            let total = (st.blocks() * st.fragment_size()).max(1);
             let pct = free * 100 / total;
             let detail = format!(
                 "{} MiB free of {} MiB ({pct}%) on {}",

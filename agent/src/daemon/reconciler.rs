@@ -171,7 +171,7 @@ impl Reconciler {
             observed: &observed,
             history: &self.history,
             now_ms: now,
-            policy: self.opts.tunables.clone(),
+            policy: self.opts.tunables,
         });
         let was_active: std::collections::HashSet<String> = self
             .history

@@ -1,0 +1,247 @@
+//! outpostd: time from a config write to N apps RUNNING (N = 10, 50),
+//! beside the same N containers started through the raw runtime API in
+//! parallel, in the same run; then the agent's RSS and CPU at idle with
+//! the last N apps running.
+//!
+//! `cargo build --release --workspace && target/release/bench-agent [N…]`
+//! (uses `outpostd` and `memlogd` from the same target directory).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use outpost_agent::admin::client::AdminClient;
+use outpost_api::{AppConfig, AppStatus, SwState};
+use outpost_bench::ms;
+use outpost_runtime::instance::{InstanceOptions, UserInstance};
+use outpost_runtime::{Layout, Runtime, TaskIo};
+
+fn app_yaml(salt: &str, n: usize) -> String {
+    format!(
+        "  - uuid: {salt}-{n:04x}-4000-8000-000000000000\n    version: \"1\"\n    display_name: bench{n}\n    app_num: {n}\n    image: sh:latest\n    resources: {{ memory_kib: 16384, vcpus: 1 }}\n    stop_timeout: 2s\n"
+    )
+}
+
+struct Device {
+    dir: tempfile::TempDir,
+    memlogd: Child,
+    agent: Child,
+    admin: AdminClient,
+}
+
+impl Device {
+    fn start(bin: &Path, images: &Path) -> Result<Device> {
+        let dir = tempfile::Builder::new()
+            .prefix("outpost-bench-agent")
+            .tempdir_in("/tmp")?;
+        let l = Layout::new(dir.path());
+        std::fs::create_dir_all(l.root().join("run"))?;
+        std::fs::create_dir_all(l.root().join("etc"))?;
+        std::fs::write(
+            l.root().join("etc/device.yaml"),
+            "generation: 1\napps: []\n",
+        )?;
+        let memlogd = Command::new(bin.join("memlogd"))
+            .arg("-socket-log")
+            .arg(l.memlogd_log_socket())
+            .arg("-socket-query")
+            .arg(l.memlogd_query_socket())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting memlogd")?;
+        let log = std::fs::File::create(l.root().join("outpostd.log"))?;
+        let agent = Command::new(bin.join("outpostd"))
+            .arg("--root")
+            .arg(l.root())
+            .arg("--config-file")
+            .arg(l.root().join("etc/device.yaml"))
+            .arg("--images")
+            .arg(images)
+            .stderr(log)
+            .spawn()
+            .context("starting outpostd")?;
+        let admin = AdminClient::new(&l.agent_run().join(outpost_agent::admin::SOCKET_NAME));
+        Ok(Device {
+            dir,
+            memlogd,
+            agent,
+            admin,
+        })
+    }
+
+    async fn apps(&self) -> Vec<AppStatus> {
+        match self.admin.get::<Vec<AppStatus>>("/v1/apps").await {
+            Ok(Ok(v)) => v,
+            _ => Vec::new(),
+        }
+    }
+
+    async fn wait(&self, what: &str, f: impl Fn(&[AppStatus]) -> bool) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if f(&self.apps().await) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn write_config(&self, gen: u64, body: &str) -> Result<()> {
+        let p = self.dir.path().join("etc/device.yaml");
+        let tmp = self.dir.path().join("etc/.device.yaml.tmp");
+        std::fs::write(&tmp, format!("generation: {gen}\napps:\n{body}"))?;
+        std::fs::rename(tmp, p)?;
+        Ok(())
+    }
+}
+
+fn proc_stat(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (ticks, rss)
+}
+
+async fn raw_runtime(images: &Path, n: usize) -> Result<Duration> {
+    let dir = tempfile::Builder::new()
+        .prefix("outpost-bench-raw")
+        .tempdir_in("/tmp")?;
+    let layout = Layout::new(dir.path());
+    let (inst, client) = UserInstance::start(
+        &layout,
+        InstanceOptions::with_log_file(dir.path().join("c.log")),
+    )
+    .await?;
+    let rt = Runtime::new(client, layout)?;
+    let salt = format!("{:08x}", std::process::id() ^ 0x5a5a_0000);
+    let apps: Vec<AppConfig> = (1..=n)
+        .map(|i| serde_json::from_value(serde_json::json!({
+            "uuid": format!("{salt}-{i:04x}-4000-8000-000000000001"), "version": "1", "display_name": format!("raw{i}"),
+            "app_num": i, "image": "sh:latest", "resources": { "memory_kib": 16384, "vcpus": 1 },
+        })).unwrap())
+        .collect();
+    let io = TaskIo {
+        stdout: dir.path().join("out"),
+        stderr: dir.path().join("err"),
+    };
+    std::fs::write(&io.stdout, "")?;
+    std::fs::write(&io.stderr, "")?;
+    // Like the agent, the import is part of the measured time.
+    let t = Instant::now();
+    rt.import_layout(&images.join("sh"), "sh:latest").await?;
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(4));
+    let mut set = tokio::task::JoinSet::new();
+    for app in apps.clone() {
+        let (rt, io, sem) = (rt.clone(), io.clone(), sem.clone());
+        set.spawn(async move {
+            let _p = sem.acquire_owned().await;
+            rt.create_app(&app, 1, &io).await?;
+            rt.start(&app.task_id()).await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    let took = t.elapsed();
+    for a in rt.list().await? {
+        rt.remove_container(&a).await?;
+        rt.remove_volume(&a.volume_dir).await?;
+    }
+    inst.kill().await;
+    Ok(took)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let ns: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    let ns = if ns.is_empty() { vec![10, 50] } else { ns };
+    let bin: PathBuf = std::env::current_exe()?.parent().unwrap().to_path_buf();
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let images_dir = tempfile::tempdir()?;
+    outpost_ocibuild::build_all(&ws.join("images"), images_dir.path())?;
+    let images = images_dir.path();
+
+    println!(
+        "{:<6} {:>28} {:>28} {:>8}",
+        "apps", "outpostd: config→RUNNING", "runtime API, 4 parallel", "ratio"
+    );
+    let mut idle = None;
+    for (i, &n) in ns.iter().enumerate() {
+        let mut dev = Device::start(&bin, images)?;
+        dev.wait("agent up", |_| true).await?;
+        while dev
+            .admin
+            .get::<serde_json::Value>("/v1/info")
+            .await
+            .map(|r| r.is_err())
+            .unwrap_or(true)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let salt = format!("{:08x}", std::process::id() + i as u32);
+        let body: String = (1..=n).map(|k| app_yaml(&salt, k)).collect();
+        let t = Instant::now();
+        dev.write_config(2, &body)?;
+        dev.wait(&format!("{n} apps RUNNING"), |l| {
+            l.iter().filter(|a| a.state == SwState::Running).count() == n
+        })
+        .await?;
+        let agent_time = t.elapsed();
+        let raw = raw_runtime(images, n).await?;
+        let ratio = agent_time.as_secs_f64() / raw.as_secs_f64();
+        println!(
+            "{n:<6} {:>28} {:>28} {ratio:>7.2}x",
+            ms(agent_time),
+            ms(raw)
+        );
+
+        if i == ns.len() - 1 {
+            let pid = dev.agent.id();
+            let (t0, _) = proc_stat(pid);
+            let window = Duration::from_secs(10);
+            tokio::time::sleep(window).await;
+            let (t1, rss) = proc_stat(pid);
+            let hz = 100.0;
+            let cpu = (t1 - t0) as f64 / hz / window.as_secs_f64() * 100.0;
+            idle = Some((n, rss, cpu));
+        }
+        // Remove the apps through the agent, then stop everything.
+        dev.write_config(3, "")?;
+        dev.wait("apps removed", |l| l.is_empty()).await?;
+        let _ = Command::new("kill")
+            .arg(dev.agent.id().to_string())
+            .status();
+        let _ = dev.agent.wait();
+        let root = dev.dir.path().display().to_string();
+        let _ = Command::new("pkill").args(["-f", &root]).status();
+        let _ = dev.memlogd.kill();
+        let _ = dev.memlogd.wait();
+    }
+    if let Some((n, rss, cpu)) = idle {
+        println!("outpostd at idle with {n} apps (10 s window): RSS {:.1} MiB, CPU {cpu:.2}% of one core", rss as f64 / 1024.0);
+    }
+    Ok(())
+}
