@@ -149,6 +149,15 @@ impl TestEnv {
         self.runtime.start(&app.task_id()).await.expect("start")
     }
 
+    /// Runs a shell script in task `id` (20 s timeout) and returns its output.
+    pub async fn sh(&self, id: &str, script: &str) -> outpost_runtime::task::ExecOutput {
+        let args = ["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
+        self.runtime
+            .exec(id, &args, Duration::from_secs(20))
+            .await
+            .expect("exec")
+    }
+
     /// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
     pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
     where

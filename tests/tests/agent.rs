@@ -217,6 +217,11 @@ async fn lifecycle_through_the_config_file_and_the_cli() {
         err.contains("no app named \"bta\"") && err.contains("did you mean: beta"),
         "{err}"
     );
+    // enter: the app's namespaces and root (its hostname is its UUID).
+    let (code, out, err) = env.outpost(&["enter", "beta", "sh", "-c", "hostname; ls /app"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&env.uuid(2)), "{out}");
+    assert!(out.contains(".sh"), "the app's root: {out}");
     let (code, out, _) = env.outpost(&["check"]);
     assert_eq!(code, 0, "{out}");
     env.teardown().await;

@@ -136,18 +136,8 @@ async fn exec_pause_resume_and_metrics() {
     wait_state(&env, &id, SwState::Running).await;
 
     let out = env
-        .runtime
-        .exec(
-            &id,
-            &[
-                "/bin/sh".into(),
-                "-c".into(),
-                "echo out; echo err >&2; hostname; exit 7".into(),
-            ],
-            T,
-        )
-        .await
-        .unwrap();
+        .sh(&id, "echo out; echo err >&2; hostname; exit 7")
+        .await;
     assert_eq!(out.exit_status, 7);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -258,19 +248,7 @@ async fn a_moved_volume_keeps_its_snapshot_through_snapshot_id() {
     let mut app = env.app("keeper", "sh");
     let id = app.task_id();
     env.run(&app).await;
-    let out = env
-        .runtime
-        .exec(
-            &id,
-            &[
-                "/bin/sh".into(),
-                "-c".into(),
-                "echo precious > /keep".into(),
-            ],
-            T,
-        )
-        .await
-        .unwrap();
+    let out = env.sh(&id, "echo precious > /keep").await;
     assert_eq!(out.exit_status, 0);
     let old_dir = env.runtime.volume_dir(&app);
     assert_eq!(

@@ -57,6 +57,7 @@ pub enum Cmd {
         /// App name, UUID or task ID.
         app: String,
         /// Command (default /bin/sh).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
     },
     /// Run a command in the app and print its output.
