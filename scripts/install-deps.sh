@@ -17,6 +17,8 @@ PACKAGES=(
   procps
   psmisc
   ca-certificates
+  docker-registry       # pull tests and bench run a real registry on loopback
+  apache2-utils         # htpasswd -B for the registry's basic-auth tests
 )
 PACKAGES+=("$@")
 

@@ -218,10 +218,14 @@ async fn lifecycle_through_the_config_file_and_the_cli() {
         "{err}"
     );
     // enter: the app's namespaces and root (its hostname is its UUID).
-    let (code, out, err) = env.outpost(&["enter", "beta", "sh", "-c", "hostname; ls /app"]);
+    let (code, out, err) =
+        env.outpost(&["enter", "beta", "sh", "-c", "hostname; cat /proc/1/cmdline"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with(&env.uuid(2)), "{out}");
-    assert!(out.contains(".sh"), "the app's root: {out}");
+    assert!(
+        out.contains("sleep 3600"),
+        "PID 1 of the app's namespace: {out}"
+    );
     let (code, out, _) = env.outpost(&["check"]);
     assert_eq!(code, 0, "{out}");
     env.teardown().await;

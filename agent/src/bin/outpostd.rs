@@ -3,15 +3,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use outpost_agent::daemon::{self, reconciler::LoopOptions};
 
 /// Makes the device match its declarative config, forever.
 #[derive(Debug, Parser)]
 #[command(name = "outpostd", version)]
 struct Args {
+    /// Without a subcommand: run the agent.
+    #[command(subcommand)]
+    command: Option<Cmd>,
     /// Root prefix of the device paths (`/` on a device; a directory in development).
-    #[arg(long, default_value = "/", env = "OUTPOST_ROOT")]
+    #[arg(long, default_value = "/", env = "OUTPOST_ROOT", global = true)]
     root: PathBuf,
     /// Watch this device config file (YAML or JSON).
     #[arg(long)]
@@ -36,10 +39,46 @@ struct Args {
     backoff_max_ms: u64,
 }
 
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Convert what an older agent left in /persist (the agent also does
+    /// this at start, before any app starts), print what changed, and exit.
+    UpgradeConvert {
+        /// Print what would change and change nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+}
+
+/// `outpostd upgrade-convert`: exits 1 when a handler failed.
+fn upgrade_convert(root: PathBuf, dry_run: bool) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use outpost_upgradeconverter::{run, Context, OpenedStore};
+    let layout = outpost_runtime::Layout::new(root);
+    if !dry_run {
+        std::fs::create_dir_all(layout.status_dir())
+            .with_context(|| format!("creating {}", layout.status_dir().display()))?;
+    }
+    let s = OpenedStore::open(&layout.status_dir().join(daemon::STATE_DB), dry_run)
+        .context("opening the state database (is outpostd running?)")?;
+    let report = run(
+        &Context::new(layout, &s.store).with_schema_before(s.schema_before),
+        dry_run,
+    );
+    print!("{report}");
+    if report.failed() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     outpost_agent::logging::init("outpostd");
     let a = Args::parse();
+    if let Some(Cmd::UpgradeConvert { dry_run }) = a.command {
+        return upgrade_convert(a.root, dry_run);
+    }
     let mut lo = LoopOptions {
         resync: Duration::from_secs(a.resync_secs.max(1)),
         known_good_after: Duration::from_secs(a.known_good_secs),

@@ -2,7 +2,9 @@
 //! `ctr` and `iotedge`: one verb each, `--json` where a script may read it).
 
 mod apps;
+mod images;
 mod logs;
+mod pull;
 
 use std::path::PathBuf;
 
@@ -89,6 +91,29 @@ pub enum Cmd {
     },
     /// Versions of the CLI and the running agent.
     Version,
+    /// Pull an image from a registry into the user containerd, with progress.
+    Pull {
+        /// `host[:port]/repo[:tag|@sha256:…]`.
+        reference: String,
+        /// PEM file of CA certificates to trust for this registry.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Registry user name (the password comes from stdin).
+        #[arg(long, requires = "password_stdin")]
+        user: Option<String>,
+        /// Read the registry password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Plain HTTP (implied for loopback registries).
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// Images in the user containerd: size and the apps that use them.
+    Images {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -110,5 +135,23 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Purge { app } => ctx.bump(&app, "purge").await,
         Cmd::Check { json } => ctx.check(json).await,
         Cmd::Version => ctx.version().await,
+        Cmd::Pull {
+            reference,
+            ca,
+            user,
+            password_stdin,
+            plain_http,
+        } => {
+            pull::run(
+                &layout,
+                &reference,
+                ca.as_deref(),
+                user,
+                password_stdin,
+                plain_http,
+            )
+            .await
+        }
+        Cmd::Images { json } => images::run(&layout, json).await,
     }
 }

@@ -20,6 +20,9 @@ pub struct Executor {
     pub shared: Arc<Shared>,
     /// Local OCI layouts to import images from.
     pub images: Option<PathBuf>,
+    /// One lock per image reference: apps sharing an image fetch it once,
+    /// the others wait for it instead of racing on the same blobs.
+    image_locks: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Inputs of one pass, shared by its concurrent actions.
@@ -35,6 +38,29 @@ pub struct PassView {
 }
 
 impl Executor {
+    /// An executor over `shared`, importing missing images from `images`.
+    pub fn new(shared: Arc<Shared>, images: Option<PathBuf>) -> Self {
+        Executor {
+            shared,
+            images,
+            image_locks: Default::default(),
+        }
+    }
+
+    async fn ensure_image(&self, reference: &str) -> Result<()> {
+        let lock = {
+            let mut locks = self.image_locks.lock().unwrap();
+            // Bounded by the number of distinct images in the config.
+            if locks.len() > 1024 {
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            locks.entry(reference.to_owned()).or_default().clone()
+        };
+        let _held = lock.lock().await;
+        images::ensure(&self.shared.runtime, self.images.as_deref(), reference).await?;
+        Ok(())
+    }
+
     /// Carries out `action`.
     pub async fn execute(&self, action: &Action, view: &PassView) -> Result<()> {
         let rt = &self.shared.runtime;
@@ -102,7 +128,7 @@ impl Executor {
             .get(uuid)
             .with_context(|| format!("app {uuid} is not in the config"))?;
         let rt = &self.shared.runtime;
-        images::ensure(rt, self.images.as_deref(), &app.image).await?;
+        self.ensure_image(&app.image).await?;
         let id = app.task_id();
         let io = logs::task_io(&self.shared.memlogd, &self.shared.layout, &id).await;
         rt.create_app(app, view.generation, &io)

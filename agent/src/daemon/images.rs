@@ -1,12 +1,18 @@
-//! Making an app's image available in the user containerd. Until registry
-//! pulls exist, images come from a local directory of OCI layouts
-//! (`--images DIR`, one `<name>/` layout per image, as `outpost-ocibuild
-//! build-all` writes them).
+//! Making an app's image available in the user containerd: references that
+//! name a registry host (`registry.example:5000/team/app:1.2`, `…@sha256:…`)
+//! are pulled; short names (`hello:latest`) are imported from a local
+//! directory of OCI layouts (`--images DIR`, one `<name>/` layout per image,
+//! as `outpost-ocibuild build-all` writes them).
+//!
+//! Registries on loopback (`localhost`, `127.*`, `[::1]`) are spoken to over
+//! plain HTTP, as Docker treats them as insecure by default; every other
+//! registry over HTTPS with the system roots.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use outpost_runtime::image::{self, ImageRecord};
+use outpost_runtime::pull::{self, PullOptions, Reference, RegistryOptions};
 use outpost_runtime::Runtime;
 
 /// The layout directory name for a reference: its last path component
@@ -17,20 +23,59 @@ pub fn layout_name(reference: &str) -> &str {
     last.split(':').next().unwrap_or(last)
 }
 
-/// Resolves `reference`, importing it from `local` when containerd does not
-/// have it yet.
+/// True for registries reached over plain HTTP (loopback only).
+pub fn is_loopback(registry: &str) -> bool {
+    let host = registry
+        .strip_prefix('[')
+        .and_then(|h| h.split_once(']'))
+        .map(|(h, _)| h)
+        .unwrap_or_else(|| {
+            registry
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or(registry)
+        });
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Pull options for `reference` on this device: plain HTTP on loopback,
+/// disk budget checked on the user containerd's root.
+pub fn pull_options(rt: &Runtime, reference: &Reference) -> PullOptions {
+    PullOptions {
+        registry: RegistryOptions {
+            plain_http: is_loopback(&reference.registry),
+            ..RegistryOptions::default()
+        },
+        content_root: Some(rt.layout().user_root()),
+        ..PullOptions::default()
+    }
+}
+
+/// Resolves `reference`, pulling it from its registry or importing it from
+/// `local` when containerd does not have it yet.
 pub async fn ensure(rt: &Runtime, local: Option<&Path>, reference: &str) -> Result<ImageRecord> {
     match image::resolve(rt.client(), reference).await {
         Ok(r) => return Ok(r),
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e.into()),
     }
+    if pull::names_registry(reference) {
+        let parsed = Reference::parse(reference)?;
+        tracing::info!(image = reference, "pulling image");
+        return Ok(pull::pull(rt.client(), reference, &pull_options(rt, &parsed)).await?);
+    }
     let Some(dir) = local else {
-        bail!("image {reference} is not in the user containerd and no local image directory is configured (--images)");
+        bail!("image {reference} is not in the user containerd, names no registry host and no local image directory is configured (--images)");
     };
     let layout: PathBuf = dir.join(layout_name(reference));
     if !layout.join("index.json").exists() {
-        bail!("image {reference} is not in the user containerd nor at {} (registry pulls are not supported yet)", layout.display());
+        bail!(
+            "image {reference} is not in the user containerd nor at {} (use host[:port]/repo:tag to pull it from a registry)",
+            layout.display()
+        );
     }
     tracing::info!(image = reference, from = %layout.display(), "importing image");
     Ok(rt.import_layout(&layout, reference).await?)
@@ -49,5 +94,19 @@ mod tests {
         );
         assert_eq!(layout_name("r/x@sha256:abc"), "x");
         assert_eq!(layout_name("plain"), "plain");
+    }
+
+    #[test]
+    fn loopback_registries() {
+        for (reg, want) in [
+            ("localhost:5000", true),
+            ("127.0.0.1:5000", true),
+            ("127.1.2.3", true),
+            ("[::1]:5000", true),
+            ("registry.example:5000", false),
+            ("10.0.0.1:5000", false),
+        ] {
+            assert_eq!(is_loopback(reg), want, "{reg}");
+        }
     }
 }

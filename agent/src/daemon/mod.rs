@@ -57,8 +57,19 @@ pub async fn run(opts: Options) -> Result<()> {
     ] {
         std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     }
+    let schema_before =
+        outpost_upgradeconverter::probe_schema_version(&layout.status_dir().join(STATE_DB));
     let store =
         Store::open(&layout.status_dir().join(STATE_DB)).context("opening the state database")?;
+    // Convert what an older agent left before containerd or any app starts.
+    let ctx = outpost_upgradeconverter::Context::new(layout.clone(), &store)
+        .with_schema_before(schema_before);
+    let report = tokio::task::block_in_place(|| outpost_upgradeconverter::run(&ctx, false));
+    if report.failed() {
+        tracing::error!("upgrade conversion failed in part; starting anyway:\n{report}");
+    } else if report.changed() {
+        tracing::info!("upgrade conversion:\n{report}");
+    }
     let memlogd = MemlogdPaths {
         log_socket: layout.memlogd_log_socket(),
         query_socket: layout.memlogd_query_socket(),
@@ -134,10 +145,7 @@ pub async fn run(opts: Options) -> Result<()> {
         });
     }
 
-    let exec = Executor {
-        shared: shared.clone(),
-        images: opts.images.clone(),
-    };
+    let exec = Executor::new(shared.clone(), opts.images.clone());
     let reconciler = Reconciler::new(shared.clone(), exec, opts.loop_options.clone())?;
     tracing::info!(root = %layout.root().display(), "outpostd running");
     reconciler.run(rx, events, shutdown_signal()).await;

@@ -182,7 +182,23 @@ impl Reconciler {
             .collect();
         self.persist(&out.history)?;
         self.history = out.history;
+        let before = self.shared.statuses.read().unwrap().clone();
         self.publish(&cur, &desired, &found, &out.statuses).await;
+        // An app being removed stays visible (HALTING) until it is gone.
+        {
+            let mut st = self.shared.statuses.write().unwrap();
+            for a in out
+                .actions
+                .iter()
+                .filter(|a| matches!(a, Action::Remove { .. }))
+            {
+                if let Some(old) = before.get(a.uuid()) {
+                    let mut s = old.clone();
+                    s.state = SwState::Halting;
+                    st.entry(a.uuid().to_owned()).or_insert(s);
+                }
+            }
+        }
         self.track_health(&cur, &out.statuses);
         if out.actions.is_empty() {
             return Ok((false, out.wake_at_ms));

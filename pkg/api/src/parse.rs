@@ -75,7 +75,11 @@ fn from_value(value: Value) -> Result<Parsed, ParseError> {
     let Value::Object(mut top) = value else {
         return Err(ParseError::Shape("the document must be a mapping".into()));
     };
-    let apps_value = top.remove("apps").unwrap_or(Value::Array(Vec::new()));
+    // `apps:` with every entry commented out is null: no apps.
+    let apps_value = match top.remove("apps") {
+        None | Some(Value::Null) => Value::Array(Vec::new()),
+        Some(v) => v,
+    };
     let Value::Array(entries) = apps_value else {
         return Err(ParseError::Shape("`apps` must be a list".into()));
     };
@@ -201,6 +205,8 @@ apps:
         let e = parse_device_config("generation: 1\nappz: []").unwrap_err();
         assert!(e.to_string().contains("appz"), "{e}");
         assert!(parse_device_config("generation: 1\napps: {}").is_err());
+        let empty = parse_device_config("generation: 2\napps:\n").unwrap();
+        assert!(empty.config.apps.is_empty());
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod layout;
 pub mod lease;
 pub mod mount;
 pub mod observe;
+pub mod pull;
 pub mod runsc;
 pub mod spec;
 pub mod task;

@@ -60,8 +60,6 @@ pub async fn import_layout(c: &Containerd, dir: &Path, name: &str) -> Result<Ima
             diff_ids.len()
         )));
     }
-    let chains = chain_ids(&diff_ids);
-
     let lease = Lease::create(c, "import").await?;
     let result = async {
         for layer in manifest.layers() {
@@ -76,41 +74,14 @@ pub async fn import_layout(c: &Containerd, dir: &Path, name: &str) -> Result<Ima
             )
             .await?;
         }
-        let mut config_labels = HashMap::new();
-        config_labels.insert(
-            labels::GC_REF_SNAPSHOT_OVERLAYFS.to_owned(),
-            chains[chains.len() - 1].clone(),
-        );
-        write_bytes(
-            c,
-            lease.id(),
-            config_desc.digest().as_ref(),
-            &config_bytes,
-            config_labels,
-        )
-        .await?;
-        let mut manifest_labels = HashMap::new();
-        for (i, layer) in manifest.layers().iter().enumerate() {
-            manifest_labels.insert(
-                format!("{}.{i}", labels::GC_REF_CONTENT),
-                layer.digest().to_string(),
-            );
-        }
-        manifest_labels.insert(
-            format!("{}.{}", labels::GC_REF_CONTENT, manifest.layers().len()),
-            config_desc.digest().to_string(),
-        );
-        write_bytes(
-            c,
-            lease.id(),
-            &manifest_desc.digest,
-            &manifest_bytes,
-            manifest_labels,
-        )
-        .await?;
-
-        unpack(c, lease.id(), name, &manifest, &diff_ids, &chains).await?;
-        put_image(c, name, manifest_desc.clone()).await
+        let parts = ImageParts {
+            manifest_desc,
+            manifest_bytes: &manifest_bytes,
+            manifest: &manifest,
+            config_bytes: &config_bytes,
+            diff_ids: &diff_ids,
+        };
+        finish_image(c, lease.id(), name, parts).await
     }
     .await;
     // The image record now holds everything; drop the lease even on failure
@@ -119,6 +90,75 @@ pub async fn import_layout(c: &Containerd, dir: &Path, name: &str) -> Result<Ima
     result?;
     deleted?;
     resolve(c, name).await
+}
+
+/// A platform manifest and its config, already read and checked, whose
+/// layers are in the content store.
+pub(crate) struct ImageParts<'a> {
+    /// Descriptor of the platform manifest (the image record's target).
+    pub manifest_desc: Descriptor,
+    /// The manifest as stored.
+    pub manifest_bytes: &'a [u8],
+    /// The parsed manifest.
+    pub manifest: &'a ImageManifest,
+    /// The config blob as stored.
+    pub config_bytes: &'a [u8],
+    /// The config's `rootfs.diff_ids`, one per layer.
+    pub diff_ids: &'a [String],
+}
+
+/// The part of an import shared by layouts and registry pulls: writes the
+/// config and manifest with their GC labels under `lease`, unpacks the
+/// layers and creates (or repoints) the image record `name`.
+pub(crate) async fn finish_image(
+    c: &Containerd,
+    lease: &str,
+    name: &str,
+    parts: ImageParts<'_>,
+) -> Result<()> {
+    let ImageParts {
+        manifest_desc,
+        manifest_bytes,
+        manifest,
+        config_bytes,
+        diff_ids,
+    } = parts;
+    let config_desc = manifest.config();
+    let chains = chain_ids(diff_ids);
+    let mut config_labels = HashMap::new();
+    config_labels.insert(
+        labels::GC_REF_SNAPSHOT_OVERLAYFS.to_owned(),
+        chains[chains.len() - 1].clone(),
+    );
+    write_bytes(
+        c,
+        lease,
+        config_desc.digest().as_ref(),
+        config_bytes,
+        config_labels,
+    )
+    .await?;
+    let mut manifest_labels = HashMap::new();
+    for (i, layer) in manifest.layers().iter().enumerate() {
+        manifest_labels.insert(
+            format!("{}.{i}", labels::GC_REF_CONTENT),
+            layer.digest().to_string(),
+        );
+    }
+    manifest_labels.insert(
+        format!("{}.{}", labels::GC_REF_CONTENT, manifest.layers().len()),
+        config_desc.digest().to_string(),
+    );
+    write_bytes(
+        c,
+        lease,
+        &manifest_desc.digest,
+        manifest_bytes,
+        manifest_labels,
+    )
+    .await?;
+    unpack(c, lease, name, manifest, diff_ids, &chains).await?;
+    put_image(c, name, manifest_desc).await
 }
 
 /// Applies each layer into a snapshot named by its chain ID.

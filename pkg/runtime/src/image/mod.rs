@@ -6,6 +6,8 @@ mod import;
 mod resolve;
 
 pub use import::{chain_ids, import_layout};
+pub(crate) use import::{finish_image, ImageParts};
+pub(crate) use resolve::pick_platform;
 pub use resolve::{delete_image, list_images, resolve, ImageRecord};
 
 /// OCI manifest media type.
