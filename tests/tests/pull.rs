@@ -645,3 +645,46 @@ async fn the_agent_pulls_registry_references_and_the_cli_lists_them() {
     assert!(row(&sh)["size"].as_u64().unwrap() > 0);
     env.teardown().await;
 }
+
+/// The agent pulls with the device config's registry settings (private CA,
+/// basic auth), never shows the password, and deletes the image once no
+/// config needs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_uses_config_credentials_and_collects_unused_images() {
+    let password = "s3cret-config-pw";
+    let reg = TestRegistry::start(true, Some(("device", password))).await;
+    let (image, _) = reg.push("hello", "3.0", Some(("device", password))).await;
+    let mut env = outpost_tests::agent::AgentEnv::new();
+    env.flags
+        .extend(["--image-gc-secs".to_string(), "1".to_string()]);
+    let ca = String::from_utf8(reg.ca.clone().unwrap()).unwrap();
+    let ca_yaml: String = ca.lines().map(|l| format!("      {l}\n")).collect();
+    let registries = format!(
+        "registries:\n  - host: \"{}\"\n    username: device\n    password: {password}\n    ca_pem: |\n{ca_yaml}",
+        reg.host()
+    );
+    let app = outpost_tests::agent::app_yaml(&env.uuid(1), "pulled", 1, "hello", "")
+        .replace("hello:latest", &image);
+    env.write_config(&format!("generation: 1\n{registries}apps:\n{app}"));
+    env.start_agent();
+    env.wait_running(&["pulled"], Duration::from_secs(60));
+    let (_, status, _) = env.outpost(&["status", "pulled", "--json"]);
+    let (_, list, _) = env.outpost(&["list"]);
+    assert!(list.contains(&image), "{list}");
+    for text in [&status, &list, &env.agent_log()] {
+        assert!(!text.contains(password), "the registry password leaked");
+    }
+
+    // No config needs the image any more: it goes after the grace period.
+    env.write_config(&format!("generation: 2\n{registries}apps: []\n"));
+    env.wait_for("app removed", T, |l| l.is_empty());
+    let rt = env.runtime().await;
+    TestEnv::eventually("image collected", Duration::from_secs(30), || async {
+        let names = outpost_runtime::image::list_images(rt.client())
+            .await
+            .ok()?;
+        (!names.contains(&image)).then_some(())
+    })
+    .await;
+    env.teardown().await;
+}

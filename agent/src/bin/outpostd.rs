@@ -37,6 +37,9 @@ struct Args {
     /// Longest restart backoff, milliseconds.
     #[arg(long, default_value_t = 300_000)]
     backoff_max_ms: u64,
+    /// Seconds before an image no config uses is deleted.
+    #[arg(long, default_value_t = 600)]
+    image_gc_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
     };
     lo.tunables.backoff_initial_ms = a.backoff_initial_ms;
     lo.tunables.backoff_max_ms = a.backoff_max_ms;
+    lo.image_gc_grace = Duration::from_secs(a.image_gc_secs);
     daemon::run(daemon::Options {
         root: a.root,
         config_file: a.config_file,

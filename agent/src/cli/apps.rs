@@ -103,6 +103,9 @@ impl Ctx {
                 println!("memory:    limit {} MiB", m >> 20);
             }
         }
+        if let Some(d) = &s.download {
+            println!("download:  {} / {} MiB", d.done >> 20, d.total >> 20);
+        }
         if let Some(b) = &s.backoff {
             let next = b
                 .next_start

@@ -35,6 +35,8 @@ pub struct PassView {
     pub applied: BTreeMap<String, AppConfig>,
     /// Config generation in effect.
     pub generation: u64,
+    /// Registry settings of the config in effect.
+    pub registries: Vec<outpost_api::RegistryConfig>,
 }
 
 impl Executor {
@@ -47,7 +49,7 @@ impl Executor {
         }
     }
 
-    async fn ensure_image(&self, reference: &str) -> Result<()> {
+    async fn ensure_image(&self, reference: &str, view: &PassView) -> Result<()> {
         let lock = {
             let mut locks = self.image_locks.lock().unwrap();
             // Bounded by the number of distinct images in the config.
@@ -57,8 +59,23 @@ impl Executor {
             locks.entry(reference.to_owned()).or_default().clone()
         };
         let _held = lock.lock().await;
-        images::ensure(&self.shared.runtime, self.images.as_deref(), reference).await?;
-        Ok(())
+        // Progress is visible in status (DOWNLOADING) while the pull runs.
+        let (tx, rx) = tokio::sync::watch::channel(Default::default());
+        self.shared
+            .downloads
+            .lock()
+            .unwrap()
+            .insert(reference.to_owned(), rx);
+        let r = images::ensure_with(
+            &self.shared.runtime,
+            self.images.as_deref(),
+            reference,
+            &view.registries,
+            Some(tx),
+        )
+        .await;
+        self.shared.downloads.lock().unwrap().remove(reference);
+        r.map(|_| ())
     }
 
     /// Carries out `action`.
@@ -128,7 +145,7 @@ impl Executor {
             .get(uuid)
             .with_context(|| format!("app {uuid} is not in the config"))?;
         let rt = &self.shared.runtime;
-        self.ensure_image(&app.image).await?;
+        self.ensure_image(&app.image, view).await?;
         let id = app.task_id();
         let io = logs::task_io(&self.shared.memlogd, &self.shared.layout, &id).await;
         rt.create_app(app, view.generation, &io)

@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+use outpost_api::RegistryConfig;
 use outpost_runtime::image::{self, ImageRecord};
 use outpost_runtime::pull::{self, PullOptions, Reference, RegistryOptions};
 use outpost_runtime::Runtime;
@@ -54,9 +55,42 @@ pub fn pull_options(rt: &Runtime, reference: &Reference) -> PullOptions {
     }
 }
 
+/// Pull options for `reference` with the device config's settings for its
+/// registry (credentials, CA, plain HTTP) when it has any.
+pub fn pull_options_with(
+    rt: &Runtime,
+    reference: &Reference,
+    registries: &[RegistryConfig],
+) -> PullOptions {
+    let mut opts = pull_options(rt, reference);
+    if let Some(r) = registries.iter().find(|r| r.host == reference.registry) {
+        // An entry for the host decides (a loopback registry with a CA is HTTPS).
+        opts.registry.plain_http = r.plain_http;
+        opts.registry.ca_pem = r.ca_pem.as_ref().map(|c| c.as_bytes().to_vec());
+        if let (Some(u), Some(p)) = (&r.username, &r.password) {
+            opts.registry.credentials = Some(pull::Credentials {
+                username: u.clone(),
+                password: p.clone(),
+            });
+        }
+    }
+    opts
+}
+
 /// Resolves `reference`, pulling it from its registry or importing it from
 /// `local` when containerd does not have it yet.
 pub async fn ensure(rt: &Runtime, local: Option<&Path>, reference: &str) -> Result<ImageRecord> {
+    ensure_with(rt, local, reference, &[], None).await
+}
+
+/// [`ensure`] with the device's registry settings, reporting pull progress.
+pub async fn ensure_with(
+    rt: &Runtime,
+    local: Option<&Path>,
+    reference: &str,
+    registries: &[RegistryConfig],
+    progress: Option<tokio::sync::watch::Sender<pull::PullProgress>>,
+) -> Result<ImageRecord> {
     match image::resolve(rt.client(), reference).await {
         Ok(r) => return Ok(r),
         Err(e) if e.is_not_found() => {}
@@ -65,7 +99,9 @@ pub async fn ensure(rt: &Runtime, local: Option<&Path>, reference: &str) -> Resu
     if pull::names_registry(reference) {
         let parsed = Reference::parse(reference)?;
         tracing::info!(image = reference, "pulling image");
-        return Ok(pull::pull(rt.client(), reference, &pull_options(rt, &parsed)).await?);
+        let mut opts = pull_options_with(rt, &parsed, registries);
+        opts.progress = progress;
+        return Ok(pull::pull(rt.client(), reference, &opts).await?);
     }
     let Some(dir) = local else {
         bail!("image {reference} is not in the user containerd, names no registry host and no local image directory is configured (--images)");

@@ -106,6 +106,7 @@ pub async fn run(opts: Options) -> Result<()> {
         started: Instant::now(),
         instance_restarts: instance_restarts.clone(),
         events_dropped: Arc::new(AtomicU64::new(0)),
+        downloads: Default::default(),
     });
 
     let admin_socket = layout.agent_run().join(crate::admin::SOCKET_NAME);

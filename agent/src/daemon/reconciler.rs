@@ -34,6 +34,8 @@ pub struct LoopOptions {
     pub known_good_after: Duration,
     /// Restart backoff settings.
     pub tunables: Tunables,
+    /// Unused images are deleted once this old (and checked this often).
+    pub image_gc_grace: Duration,
 }
 
 impl Default for LoopOptions {
@@ -43,6 +45,7 @@ impl Default for LoopOptions {
             parallel: 4,
             known_good_after: Duration::from_secs(600),
             tunables: Tunables::default(),
+            image_gc_grace: Duration::from_secs(600),
         }
     }
 }
@@ -64,6 +67,7 @@ pub struct Reconciler {
     healthy_since: Option<u64>,
     promoted_generation: Option<u64>,
     vnc_by_image: HashMap<String, bool>,
+    last_gc: Option<std::time::Instant>,
 }
 
 impl Reconciler {
@@ -78,6 +82,7 @@ impl Reconciler {
             healthy_since: None,
             promoted_generation: None,
             vnc_by_image: HashMap::new(),
+            last_gc: None,
         })
     }
 
@@ -201,6 +206,7 @@ impl Reconciler {
         }
         self.track_health(&cur, &out.statuses);
         if out.actions.is_empty() {
+            self.collect_images(&cur).await;
             return Ok((false, out.wake_at_ms));
         }
 
@@ -227,6 +233,7 @@ impl Reconciler {
                 .filter_map(|(u, r)| r.applied.clone().map(|a| (u.clone(), a)))
                 .collect(),
             generation: cur.config.generation,
+            registries: cur.config.registries.clone(),
         });
         // Waves: teardown first, then the apps that were running before
         // (after a reboot they come back first), then the rest.
@@ -278,6 +285,46 @@ impl Reconciler {
             }
         }
         Ok((true, None))
+    }
+
+    /// Deletes images no app needs — neither the config in effect, nor what
+    /// apps were last built from, nor the known-good config kept for
+    /// rollback — once older than the grace period. Runs when the loop is
+    /// idle, at most once per grace period.
+    async fn collect_images(&mut self, cur: &Current) {
+        let grace = self.opts.image_gc_grace;
+        if self.last_gc.is_some_and(|t| t.elapsed() < grace) {
+            return;
+        }
+        self.last_gc = Some(std::time::Instant::now());
+        let mut keep: std::collections::HashSet<String> =
+            cur.config.apps.iter().map(|a| a.image.clone()).collect();
+        keep.extend(
+            self.history
+                .apps
+                .values()
+                .filter_map(|r| r.applied.as_ref().map(|a| a.image.clone())),
+        );
+        match self.shared.store.known_good_config() {
+            Ok(Some(cp)) => {
+                if let Ok(p) = outpost_api::parse_device_config(&String::from_utf8_lossy(&cp.raw)) {
+                    keep.extend(p.config.apps.into_iter().map(|a| a.image));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Without the rollback set nothing may be deleted safely.
+                tracing::warn!(error = %e, "image GC skipped: known-good config unreadable");
+                return;
+            }
+        }
+        match outpost_runtime::pull::gc::collect_images(self.shared.runtime.client(), &keep, grace)
+            .await
+        {
+            Ok(gone) if !gone.is_empty() => tracing::info!(images = ?gone, "unused images removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "image GC failed"),
+        }
     }
 
     /// Desired apps with the operator's local restart/purge counters added
@@ -372,6 +419,7 @@ impl Reconciler {
                 backoff: u.backoff.clone(),
                 error: u.error.clone(),
                 vnc_password_set: vnc,
+                download: None,
             };
             statuses.insert(u.uuid.clone(), status);
         }

@@ -54,14 +54,41 @@ pub struct Shared {
     pub instance_restarts: Arc<AtomicU32>,
     /// Task events dropped because the loop was behind.
     pub events_dropped: Arc<AtomicU64>,
+    /// Image pulls in progress, by image reference.
+    pub downloads: std::sync::Mutex<
+        BTreeMap<String, tokio::sync::watch::Receiver<outpost_runtime::pull::PullProgress>>,
+    >,
 }
 
 impl Shared {
     /// All statuses, by display name.
     pub fn statuses(&self) -> Vec<AppStatus> {
-        let mut v: Vec<AppStatus> = self.statuses.read().unwrap().values().cloned().collect();
+        let mut v: Vec<AppStatus> = self
+            .statuses
+            .read()
+            .unwrap()
+            .values()
+            .cloned()
+            .map(|s| self.overlay(s))
+            .collect();
         v.sort_by(|a, b| a.display_name.cmp(&b.display_name));
         v
+    }
+
+    /// An app waiting for its image shows DOWNLOADING with the bytes so far.
+    fn overlay(&self, mut s: AppStatus) -> AppStatus {
+        if s.state == outpost_api::SwState::Running {
+            return s;
+        }
+        if let Some(rx) = self.downloads.lock().unwrap().get(&s.image) {
+            let p = *rx.borrow();
+            s.state = outpost_api::SwState::Downloading;
+            s.download = Some(outpost_api::DownloadStatus {
+                done: p.done,
+                total: p.total,
+            });
+        }
+        s
     }
 
     /// An app by display name, UUID, task ID, or unique UUID prefix.

@@ -20,6 +20,12 @@ pub struct DeviceConfig {
     /// The applications that should exist on the device.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// Credentials and trust for the registries images are pulled from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<crate::registry::RegistryConfig>,
+    /// Network instances the apps' interfaces attach to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<crate::network::NetworkConfig>,
 }
 
 impl DeviceConfig {
@@ -73,6 +79,9 @@ pub struct AppConfig {
     /// VNC console settings; the password is a secret.
     #[serde(default)]
     pub vnc: VncConfig,
+    /// Virtual interfaces on network instances; none keeps an isolated namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<crate::network::AppInterface>,
 }
 
 fn default_true() -> bool {

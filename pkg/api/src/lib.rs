@@ -7,17 +7,25 @@
 //! * [`SwState`] keeps EVE's state names and numbers.
 //!
 //! # Current limitations
-//! * Networks (EVE's network instances) are not part of the schema yet.
+//! * A network instance with a problem (`networks[i]…`) is reported by
+//!   [`validate`] but not yet dropped by [`parse_device_config`].
 
 pub mod config;
+pub mod network;
 pub mod parse;
+pub mod registry;
 pub mod status;
 pub mod validate;
+pub mod validate_network;
 
 pub use config::{
     AppConfig, CpuSet, DeviceConfig, Resources, RestartMode, RestartPolicy, RuntimeClass, Secret,
     VncConfig, VolumeMount,
 };
+pub use network::{AppInterface, Ipv4Cidr, NetworkConfig, NetworkKind, PortMap, Protocol};
 pub use parse::{parse_device_config, parse_device_config_json, ParseError, Parsed, RejectedApp};
-pub use status::{AppStatus, BackoffStatus, DomainStatus, ErrorDescription, Severity, SwState};
+pub use registry::RegistryConfig;
+pub use status::{
+    AppStatus, BackoffStatus, DomainStatus, DownloadStatus, ErrorDescription, Severity, SwState,
+};
 pub use validate::{validate, Problem};

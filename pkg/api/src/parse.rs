@@ -20,6 +20,9 @@ pub enum ParseError {
     /// The top level is not a device config.
     #[error("device config: {0}")]
     Shape(String),
+    /// A device-level setting (not an app) is invalid.
+    #[error("device config: {}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Problem>),
 }
 
 /// An app entry that cannot be applied, with every reason.
@@ -112,6 +115,14 @@ fn from_value(value: Value) -> Result<Parsed, ParseError> {
 
     // Validation paths must name the position in the original document.
     let problems = validate(&config);
+    let device_level: Vec<Problem> = problems
+        .iter()
+        .filter(|p| !p.path.starts_with("apps["))
+        .cloned()
+        .collect();
+    if !device_level.is_empty() {
+        return Err(ParseError::Invalid(device_level));
+    }
     if problems.is_empty() {
         return Ok(Parsed { config, rejected });
     }
@@ -205,6 +216,8 @@ apps:
         let e = parse_device_config("generation: 1\nappz: []").unwrap_err();
         assert!(e.to_string().contains("appz"), "{e}");
         assert!(parse_device_config("generation: 1\napps: {}").is_err());
+        let e = parse_device_config("generation: 1\nregistries: [{ host: 'a/b' }]").unwrap_err();
+        assert!(e.to_string().contains("registries[0].host"), "{e}");
         let empty = parse_device_config("generation: 2\napps:\n").unwrap();
         assert!(empty.config.apps.is_empty());
     }

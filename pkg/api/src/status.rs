@@ -163,6 +163,15 @@ pub struct BackoffStatus {
     pub next_start: Option<OffsetDateTime>,
 }
 
+/// Progress of an image download (state DOWNLOADING).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadStatus {
+    /// Bytes fetched.
+    pub done: u64,
+    /// Bytes to fetch (0 until the manifest is read).
+    pub total: u64,
+}
+
 /// Everything reported about one app.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppStatus {
@@ -191,6 +200,9 @@ pub struct AppStatus {
     pub error: Option<ErrorDescription>,
     /// Whether a VNC password is in effect (never the password itself).
     pub vnc_password_set: bool,
+    /// Image download in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<DownloadStatus>,
 }
 
 #[cfg(test)]

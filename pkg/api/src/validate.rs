@@ -44,6 +44,7 @@ pub fn validate(config: &DeviceConfig) -> Vec<Problem> {
     let mut uuids = BTreeMap::new();
     let mut names = BTreeMap::new();
     let mut nums = BTreeMap::new();
+    crate::registry::validate_registries(&config.registries, &mut out);
     for (i, app) in config.apps.iter().enumerate() {
         let p = format!("apps[{i}]");
         validate_app(app, &p, &mut out);
@@ -72,6 +73,7 @@ pub fn validate(config: &DeviceConfig) -> Vec<Problem> {
             nums.insert(app.app_num, first);
         }
     }
+    crate::validate_network::validate_networks(config, &mut out);
     out
 }
 
@@ -232,6 +234,7 @@ mod tests {
         validate(&DeviceConfig {
             generation: 1,
             apps,
+            ..DeviceConfig::default()
         })
         .into_iter()
         .map(|p| p.to_string())
