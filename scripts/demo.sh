@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${OUTPOST_DEMO_ROOT:-/tmp/outpost-demo}
 BIN=target/release
+REGISTRY=${OUTPOST_DEMO_REGISTRY:-127.0.0.1:5117}   # config/demo.yaml names it
 export OUTPOST_ROOT=$ROOT
 
 stop() {
@@ -24,6 +25,7 @@ stop() {
   fi
   pkill -TERM -f "$ROOT" 2>/dev/null || true   # user containerd
   [ -f "$ROOT/memlogd.pid" ] && kill "$(cat "$ROOT/memlogd.pid")" 2>/dev/null || true
+  [ -f "$ROOT/registry.pid" ] && kill "$(cat "$ROOT/registry.pid")" 2>/dev/null || true
   sleep 0.5
   grep " $ROOT" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 }
@@ -36,6 +38,19 @@ mkdir -p "$ROOT/run" "$ROOT/etc"
 echo "== building demo images"
 $BIN/outpost-ocibuild build-all images -o "$ROOT/images"
 cp config/demo.yaml "$ROOT/etc/device.yaml"
+
+echo "== starting a local OCI registry on $REGISTRY and pushing the hello image to it"
+mkdir -p "$ROOT/registry"
+cat > "$ROOT/registry/config.yml" <<YAML
+version: 0.1
+log: { level: warn }
+storage: { filesystem: { rootdirectory: $ROOT/registry/data } }
+http: { addr: $REGISTRY }
+YAML
+setsid /usr/bin/docker-registry serve "$ROOT/registry/config.yml" >"$ROOT/registry.log" 2>&1 < /dev/null &
+echo $! > "$ROOT/registry.pid"
+for _ in $(seq 1 50); do (exec 3<>/dev/tcp/${REGISTRY%:*}/${REGISTRY#*:}) 2>/dev/null && break; sleep 0.1; done
+$BIN/outpost push "$ROOT/images/hello" "$REGISTRY/outpost/hello:latest"
 
 echo "== starting memlogd"
 setsid $BIN/memlogd -socket-log "$ROOT/run/linuxkit-external-logging.sock" -socket-query "$ROOT/run/memlogdq.sock" \

@@ -302,7 +302,12 @@ fn kill_9_at_random_moments_then_a_normal_run_reaches_the_same_state() {
     // The reference time can include a long `sync` stall on a busy host:
     // halve the window whenever a run finished before its kill.
     let mut window = full.as_millis() as u64 * 4 / 5 + 1;
-    for attempt in 0..6 {
+    // At least 6 attempts, and more (up to 20) until 4 runs were cut off:
+    // how often a kill lands mid-run depends on the machine's speed.
+    for attempt in 0..20 {
+        if attempt >= 6 && interrupted >= 4 {
+            break;
+        }
         // Each attempt: a fresh old layout, two runs killed at random
         // moments, then a normal run.
         let dir = tempfile::tempdir().unwrap();
@@ -334,7 +339,7 @@ fn kill_9_at_random_moments_then_a_normal_run_reaches_the_same_state() {
         let again = convert(dir.path(), false);
         assert!(!stdout(&again).contains(": changed"), "attempt {attempt}");
     }
-    eprintln!("{interrupted} of 12 runs were killed mid-way (a full run takes {full:?})");
+    eprintln!("{interrupted} runs were killed mid-way (a full run takes {full:?})");
     assert!(
         interrupted >= 3,
         "too few runs were interrupted to mean anything"

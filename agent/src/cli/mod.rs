@@ -114,6 +114,20 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Push an OCI image layout directory to a registry (seeds a local or
+    /// air-gapped registry; no containerd involved).
+    Push {
+        /// OCI image layout (`index.json`, `blobs/`), as outpost-ocibuild writes.
+        layout_dir: PathBuf,
+        /// `host[:port]/repo:tag`.
+        reference: String,
+        /// PEM file of CA certificates to trust for this registry.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Plain HTTP (implied for loopback registries).
+        #[arg(long)]
+        plain_http: bool,
+    },
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -153,5 +167,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             .await
         }
         Cmd::Images { json } => images::run(&layout, json).await,
+        Cmd::Push {
+            layout_dir,
+            reference,
+            ca,
+            plain_http,
+        } => pull::push(&layout_dir, &reference, ca.as_deref(), plain_http).await,
     }
 }

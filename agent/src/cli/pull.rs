@@ -78,3 +78,21 @@ pub async fn run(
         }
     }
 }
+
+/// Pushes the OCI layout at `dir` as `reference`; prints the manifest digest.
+pub async fn push(dir: &Path, reference: &str, ca: Option<&Path>, plain_http: bool) -> Result<i32> {
+    let parsed = Reference::parse(reference)?;
+    let mut opts = pull::RegistryOptions {
+        plain_http: plain_http || is_loopback(&parsed.registry),
+        ..Default::default()
+    };
+    if let Some(ca) = ca {
+        opts.ca_pem =
+            Some(std::fs::read(ca).with_context(|| format!("reading CA file {}", ca.display()))?);
+    }
+    let digest = pull::push::push_layout(dir, reference, &opts)
+        .await
+        .with_context(|| format!("pushing {} as {reference}", dir.display()))?;
+    println!("{reference} {digest}");
+    Ok(0)
+}
