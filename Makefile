@@ -23,9 +23,11 @@ images:
 
 ## bench: every benchmark, each printing Outpost beside a same-run baseline
 bench: deps
-	cargo build --release -p outpost-bench -p memlogd
+	cargo build --release --workspace
 	target/release/bench-runtime 20
 	target/release/bench-memlogd
+	target/release/bench-pull
+	target/release/bench-agent 10 50
 
 lint:
 	cargo fmt --all -- --check
