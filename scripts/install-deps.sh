@@ -14,6 +14,8 @@ PACKAGES=(
   protobuf-compiler     # containerd-client's build script needs protoc
   pkg-config
   iproute2
+  iptables              # CNI bridge/portmap/firewall plugins program it
+  containernetworking-plugins  # CNI plugins for app networking (/usr/lib/cni)
   procps
   psmisc
   ca-certificates

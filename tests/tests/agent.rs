@@ -449,11 +449,30 @@ async fn kill_9_during_config_bursts_converges_without_leaks() {
         "exactly one container per running app, none for halted or removed apps"
     );
     assert_eq!(leases, 0, "leases left");
+    // At most one container volume (the current generation) per app in the
+    // config, one for every running app, none for removed apps. (An app that
+    // was never activated has none.)
+    let vol_owner = |v: &String| v.split('#').next().unwrap_or_default().to_owned();
+    let owners: Vec<String> = vols.iter().map(vol_owner).collect();
+    let distinct: BTreeSet<&String> = owners.iter().collect();
     assert_eq!(
-        vols.len(),
-        want.len(),
-        "one container volume per app (current generation only): {vols:?}"
+        distinct.len(),
+        owners.len(),
+        "two generations of one app: {vols:?}"
     );
+    for o in &owners {
+        assert!(
+            l.iter().any(|a| &a.uuid == o),
+            "volume of a removed app left: {o} in {vols:?}"
+        );
+    }
+    for a in l.iter().filter(|a| a.state == SwState::Running) {
+        assert!(
+            owners.contains(&a.uuid),
+            "running app {} has no volume: {vols:?}",
+            a.display_name
+        );
+    }
     assert_eq!(
         mnts.len(),
         running.len(),

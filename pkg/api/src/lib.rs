@@ -7,8 +7,9 @@
 //! * [`SwState`] keeps EVE's state names and numbers.
 //!
 //! # Current limitations
-//! * A network instance with a problem (`networks[i]…`) is reported by
-//!   [`validate`] but not yet dropped by [`parse_device_config`].
+//! * A network instance with a problem (`networks[i]…`) refuses the whole
+//!   document (device-level problem); EVE instead marks only that instance
+//!   and its users in error.
 
 pub mod config;
 pub mod network;

@@ -249,6 +249,28 @@ mod tests {
     }
 
     #[test]
+    fn parsing_refuses_a_bad_network_and_rejects_only_the_app_with_a_bad_interface() {
+        let doc = format!(
+            "generation: 1\nnetworks:\n  - {{ uuid: {N0}, name: lan, subnet: 10.1.0.0/24 }}\n  - {{ uuid: {N1}, name: wan, subnet: 10.1.0.0/16 }}\n"
+        );
+        let e = crate::parse_device_config(&doc).unwrap_err().to_string();
+        assert!(
+            e.contains("networks[1].subnet: overlaps networks[0]"),
+            "{e}"
+        );
+        let doc = format!(
+            "generation: 1\nnetworks: [{{ uuid: {N0}, name: lan, subnet: 10.1.0.0/24 }}]\napps:\n  - {{ uuid: 6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10, version: '1', display_name: a, app_num: 1, image: x, interfaces: [{{ network: {N1} }}] }}\n  - {{ uuid: 6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a11, version: '1', display_name: b, app_num: 2, image: x, interfaces: [{{ network: {N0}, ip: 10.1.0.9 }}] }}\n"
+        );
+        let parsed = crate::parse_device_config(&doc).unwrap();
+        assert_eq!(parsed.config.apps.len(), 1);
+        assert_eq!(parsed.config.apps[0].display_name, "b");
+        assert_eq!(
+            parsed.rejected[0].problems[0].to_string(),
+            format!("apps[0].interfaces[0].network: no network {N1}")
+        );
+    }
+
+    #[test]
     fn each_problem_names_its_object() {
         let cases: Vec<(DeviceConfig, &str)> = vec![
             (

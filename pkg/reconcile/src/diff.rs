@@ -1,7 +1,7 @@
 //! What changed between the config a container was built from and the
 //! desired one, grouped by what it takes to apply it (EVE §6):
 //!
-//! * restart class (resources, env, runtime, VNC): a restart_counter change;
+//! * restart class (resources, env, runtime, VNC, interfaces): a restart_counter change;
 //! * purge class (image, volumes): a purge_counter change, because the image
 //!   is the content of the container volume and volumes are part of it;
 //! * task ID (version, app number): either counter, through a replacement.
@@ -102,6 +102,9 @@ pub(crate) fn changes(applied: &AppConfig, desired: &AppConfig) -> Changes {
     if applied.vnc != desired.vnc {
         c.restart.push("vnc".into());
     }
+    if applied.interfaces != desired.interfaces {
+        c.restart.push("interfaces".into());
+    }
     if applied.image != desired.image {
         c.purge
             .push(format!("image {} → {}", applied.image, desired.image));
@@ -193,7 +196,7 @@ mod tests {
     #[test]
     fn each_field_lands_in_its_class() {
         type Edit = fn(&mut AppConfig);
-        let cases: [(Edit, &str, &str); 12] = [
+        let cases: [(Edit, &str, &str); 13] = [
             (
                 |a| a.resources.memory_kib = 4096,
                 "restart",
@@ -232,6 +235,16 @@ mod tests {
                 |a| a.vnc.password = Some(Secret::new("pw")),
                 "restart",
                 "vnc",
+            ),
+            (
+                |a| {
+                    a.interfaces = serde_json::from_value(serde_json::json!([
+                        {"network": "0b8e6c2a-1f3d-4a5b-9c7e-2d4f6a8b0c1e"}
+                    ]))
+                    .unwrap()
+                },
+                "restart",
+                "interfaces",
             ),
             (
                 |a| a.image = "hello:2".into(),

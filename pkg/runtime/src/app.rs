@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use containerd_client::services::v1::GetContainerRequest;
-use outpost_api::{AppConfig, RuntimeClass};
+use outpost_api::{AppConfig, NetworkConfig, RuntimeClass};
 
 use crate::client::Containerd;
 use crate::error::{Result, RuntimeError};
@@ -14,9 +14,10 @@ use crate::image::{self, ImageRecord};
 use crate::labels;
 use crate::layout::Layout;
 use crate::lease::Lease;
+use crate::net::{self, Cni};
 use crate::observe::{self, ObservedApp};
 use crate::runsc;
-use crate::spec::{self, DataVolume, SpecInput};
+use crate::spec::{self, DataVolume, NetworkSpec, SpecInput};
 use crate::task::{
     self, ContainerRequest, ExecOutput, RuncOptions, StopOutcome, TaskMetrics, TaskState,
 };
@@ -75,6 +76,7 @@ pub struct Runtime {
     c: Containerd,
     layout: Layout,
     runsc_wrapper: Option<PathBuf>,
+    cni: Cni,
 }
 
 impl Runtime {
@@ -88,7 +90,19 @@ impl Runtime {
             c,
             layout,
             runsc_wrapper,
+            cni: Cni::default(),
         })
+    }
+
+    /// Uses the CNI plugins in `cni` instead of `/usr/lib/cni`.
+    pub fn with_cni(mut self, cni: Cni) -> Runtime {
+        self.cni = cni;
+        self
+    }
+
+    /// The CNI plugin runner.
+    pub fn cni(&self) -> &Cni {
+        &self.cni
     }
 
     /// The containerd handle.
@@ -150,10 +164,26 @@ impl Runtime {
     /// Creates everything an app needs up to a created task: container volume
     /// with its writable snapshot mounted, data volumes, runtime spec,
     /// container record, task. Existing pieces are reused, so a crash
-    /// half-way is repaired by calling it again.
+    /// half-way is repaired by calling it again. For an app with
+    /// `interfaces` use [`Runtime::create_app_with_networks`].
     pub async fn create_app(
         &self,
         app: &AppConfig,
+        config_generation: u64,
+        io: &TaskIo,
+    ) -> Result<CreatedApp> {
+        self.create_app_with_networks(app, &[], config_generation, io)
+            .await
+    }
+
+    /// [`Runtime::create_app`] for an app whose `interfaces` attach to
+    /// `networks`: its task gets a network namespace of its own with one
+    /// CNI-made interface per entry (`eth0`, …), plus generated
+    /// `/etc/resolv.conf` and `/etc/hosts`.
+    pub async fn create_app_with_networks(
+        &self,
+        app: &AppConfig,
+        networks: &[NetworkConfig],
         config_generation: u64,
         io: &TaskIo,
     ) -> Result<CreatedApp> {
@@ -196,12 +226,20 @@ impl Runtime {
                 std::fs::create_dir_all(&v.host_dir)
                     .map_err(|e| RuntimeError::io("creating data volume", &v.host_dir, e))?;
             }
+            let network = net::attach_app(&self.layout, &self.cni, app, networks)
+                .await?
+                .map(|n| NetworkSpec {
+                    netns: n.netns,
+                    resolv_conf: n.resolv_conf,
+                    hosts: n.hosts,
+                });
             if !self.container_exists(&id).await? {
                 let spec = spec::build_spec(SpecInput {
                     app,
                     image: &img.config,
                     rootfs: &rootfs,
                     volumes: &data,
+                    network: network.as_ref(),
                 })?;
                 let mut l = owner.clone();
                 l.insert(labels::VOLUME.to_owned(), dir.display().to_string());
@@ -291,7 +329,8 @@ impl Runtime {
         .await
     }
 
-    /// Stops (gracefully), then deletes the task and the container and
+    /// Stops (gracefully), then deletes the task and the container, runs
+    /// CNI DEL for its interfaces and removes its network namespace, and
     /// unmounts the rootfs. The volume and its snapshot are kept (activate
     /// false, restart, new version).
     pub async fn remove_container(&self, observed: &ObservedApp) -> Result<()> {
@@ -301,7 +340,27 @@ impl Runtime {
         }
         self.force_delete_task(observed).await?;
         task::delete_container(&self.c, id).await?;
+        net::detach_app(&self.layout, &self.cni, id).await?;
         volume::unmount_rootfs(&observed.volume_dir)
+    }
+
+    /// Frees the network attachment of a task that no longer has a
+    /// container (a crash between CNI ADD and container create leaves one).
+    pub async fn detach_network(&self, task_id: &str) -> Result<()> {
+        Ok(net::detach_app(&self.layout, &self.cni, task_id).await?)
+    }
+
+    /// The IPv4 addresses of a task's interfaces, `(network UUID, address)`.
+    pub fn app_ips(&self, task_id: &str) -> Result<Vec<(String, std::net::Ipv4Addr)>> {
+        let rec = net::read_record(&self.layout, task_id)?;
+        Ok(rec
+            .map(|r| {
+                r.interfaces
+                    .iter()
+                    .flat_map(|i| i.ips().into_iter().map(|ip| (i.network.clone(), ip)))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Deletes a task whatever its state, including a runsc sandbox stuck in

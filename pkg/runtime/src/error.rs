@@ -71,6 +71,9 @@ pub enum RuntimeError {
     /// The user containerd instance could not be started.
     #[error("user containerd: {0}")]
     Instance(String),
+    /// Wiring an app to its networks failed.
+    #[error(transparent)]
+    Network(Box<crate::net::NetError>),
     /// Decoding something containerd returned failed.
     #[error("decoding {what} for {object}: {problem}")]
     Decode {

@@ -105,6 +105,26 @@ impl Layout {
     pub fn agent_run(&self) -> PathBuf {
         self.at("run/outpost")
     }
+
+    /// Named network namespaces of app tasks: `/run/netns` (`ip netns` layout).
+    pub fn netns_dir(&self) -> PathBuf {
+        self.at("run/netns")
+    }
+
+    /// Per-task generated `resolv.conf` and `hosts`: `/run/outpost/net`.
+    pub fn net_run(&self) -> PathBuf {
+        self.agent_run().join("net")
+    }
+
+    /// CNI attachment records (survive reboots so DEL frees leases): `/persist/vault/net/attachments`.
+    pub fn net_attachments(&self) -> PathBuf {
+        self.at("persist/vault/net/attachments")
+    }
+
+    /// host-local IPAM leases (`dataDir`), stable across restarts: `/persist/vault/net/ipam`.
+    pub fn net_ipam(&self) -> PathBuf {
+        self.at("persist/vault/net/ipam")
+    }
 }
 
 impl Default for Layout {

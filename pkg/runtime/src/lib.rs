@@ -11,7 +11,8 @@
 //!   idempotent app-level steps; [`observe`] rebuilds state from labels.
 //!
 //! # Current limitations
-//! * Apps have no network interfaces (a fresh network namespace each).
+//! * Apps without `interfaces` get a fresh isolated network namespace; see
+//!   [`net`] for what app networking does not do yet.
 //! * Images come from OCI layouts on disk; registry pulls are a later step.
 
 pub mod app;
@@ -24,6 +25,7 @@ pub mod labels;
 pub mod layout;
 pub mod lease;
 pub mod mount;
+pub mod net;
 pub mod observe;
 pub mod pull;
 pub mod runsc;

@@ -40,6 +40,19 @@ pub struct SpecInput<'a> {
     pub rootfs: &'a Path,
     /// Data volumes in config order.
     pub volumes: &'a [DataVolume],
+    /// The app's network namespace and files; `None` keeps a fresh isolated namespace.
+    pub network: Option<&'a NetworkSpec>,
+}
+
+/// An app's prepared network: the namespace to join and the files to bind.
+#[derive(Clone, Debug)]
+pub struct NetworkSpec {
+    /// Network namespace path (`<run>/netns/<task>`).
+    pub netns: PathBuf,
+    /// File bound at `/etc/resolv.conf`.
+    pub resolv_conf: PathBuf,
+    /// File bound at `/etc/hosts`.
+    pub hosts: PathBuf,
 }
 
 /// cgroups path of an app's task: `/eve-user-apps/<task>`.
@@ -164,9 +177,29 @@ pub fn build_spec(input: SpecInput<'_>) -> Result<Spec> {
     }
     spec["annotations"] = json!(annotations);
 
+    if let Some(net) = input.network {
+        if let Some(nss) = spec["linux"]["namespaces"].as_array_mut() {
+            for ns in nss.iter_mut().filter(|ns| ns["type"] == "network") {
+                ns["path"] = json!(net.netns);
+            }
+        }
+    }
     let mounts = spec["mounts"]
         .as_array_mut()
         .expect("default spec has mounts");
+    if let Some(net) = input.network {
+        for (dest, src) in [
+            ("/etc/resolv.conf", &net.resolv_conf),
+            ("/etc/hosts", &net.hosts),
+        ] {
+            mounts.push(json!({
+                "destination": dest,
+                "type": "bind",
+                "source": src,
+                "options": ["rbind", "ro"],
+            }));
+        }
+    }
     for (n, v) in input.volumes.iter().enumerate() {
         let mode = if v.mount.read_only { "ro" } else { "rw" };
         let mut targets = vec![format!("/dev/eve/volumes/by-id/{n}")];
@@ -235,6 +268,7 @@ mod tests {
             image: img,
             rootfs: t.path(),
             volumes: vols,
+            network: None,
         })
         .unwrap();
         serde_json::to_value(spec).unwrap()
@@ -330,6 +364,58 @@ mod tests {
             ]
         );
         assert!(binds.iter().all(|m| m["options"] == json!(["rbind", "ro"])));
+    }
+
+    #[test]
+    fn a_network_joins_its_namespace_and_binds_its_files() {
+        let t = tempfile::tempdir().unwrap();
+        let net = NetworkSpec {
+            netns: PathBuf::from("/run/netns/t"),
+            resolv_conf: PathBuf::from("/run/outpost/net/t/resolv.conf"),
+            hosts: PathBuf::from("/run/outpost/net/t/hosts"),
+        };
+        let (a, img) = (app(), image(None));
+        let spec = build_spec(SpecInput {
+            app: &a,
+            image: &img,
+            rootfs: t.path(),
+            volumes: &[],
+            network: Some(&net),
+        })
+        .unwrap();
+        let s = serde_json::to_value(spec).unwrap();
+        let ns: Vec<&Value> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] == "network")
+            .collect();
+        assert_eq!(ns.len(), 1);
+        assert_eq!(ns[0]["path"], "/run/netns/t");
+        let binds: Vec<(&str, &str)> = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["type"] == "bind")
+            .map(|m| {
+                (
+                    m["destination"].as_str().unwrap(),
+                    m["source"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            binds,
+            [
+                ("/etc/resolv.conf", "/run/outpost/net/t/resolv.conf"),
+                ("/etc/hosts", "/run/outpost/net/t/hosts")
+            ]
+        );
+        let plain = build(&app(), &image(None), &[]);
+        let ns = plain["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns
+            .iter()
+            .any(|n| n["type"] == "network" && n.get("path").is_none()));
     }
 
     #[test]
