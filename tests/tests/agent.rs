@@ -589,3 +589,38 @@ async fn reboot_brings_checkpointed_apps_back_previously_active_first() {
     assert!(info.contains("checkpoint"), "{info}");
     env.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_on_a_local_network_reach_each_other() {
+    let mut env = AgentEnv::new();
+    // The network UUID starts with this env's salt, so its bridge name is unique.
+    let net = format!("{:08x}-0000-4000-8000-0000000000aa", env.salt);
+    let bridge = format!("op-{:08x}", env.salt);
+    let iface = |ip: &str| format!("    interfaces: [{{ network: {net}, ip: {ip} }}]\n");
+    let apps = [
+        app_yaml(&env.uuid(1), "left", 1, "sh", &iface("10.213.80.10")),
+        app_yaml(&env.uuid(2), "right", 2, "sh", &iface("10.213.80.11")),
+    ];
+    env.write_config(&format!(
+        "generation: 1\nnetworks:\n  - {{ uuid: {net}, name: lan, kind: local, subnet: 10.213.80.0/24, gateway: 10.213.80.1 }}\napps:\n{}",
+        apps.concat()
+    ));
+    env.start_agent();
+    env.wait_running(&["left", "right"], T);
+    let (code, out, err) = env.outpost(&[
+        "exec",
+        "left",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "3",
+        "10.213.80.11",
+    ]);
+    assert_eq!(code, 0, "left cannot reach right: {out}{err}");
+    env.teardown().await;
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", &bridge])
+        .status();
+}

@@ -37,6 +37,8 @@ pub struct PassView {
     pub generation: u64,
     /// Registry settings of the config in effect.
     pub registries: Vec<outpost_api::RegistryConfig>,
+    /// Network instances of the config in effect.
+    pub networks: Vec<outpost_api::NetworkConfig>,
 }
 
 impl Executor {
@@ -148,7 +150,7 @@ impl Executor {
         self.ensure_image(&app.image, view).await?;
         let id = app.task_id();
         let io = logs::task_io(&self.shared.memlogd, &self.shared.layout, &id).await;
-        rt.create_app(app, view.generation, &io)
+        rt.create_app_with_networks(app, &view.networks, view.generation, &io)
             .await
             .with_context(|| format!("creating app {} ({uuid})", app.display_name))?;
         match rt.state(&id).await? {

@@ -234,6 +234,7 @@ impl Reconciler {
                 .collect(),
             generation: cur.config.generation,
             registries: cur.config.registries.clone(),
+            networks: cur.config.networks.clone(),
         });
         // Waves: teardown first, then the apps that were running before
         // (after a reboot they come back first), then the rest.
