@@ -439,6 +439,32 @@ async fn kill_9_during_config_bursts_converges_without_leaks() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let (containers, vols, leases, mnts, fifos) = census(&env).await;
+    // Writable snapshots: exactly the container volumes' (no leaked ones).
+    let rt = env.runtime().await;
+    let c = rt.client();
+    let mut snaps = c
+        .snapshots()
+        .list(c.req(
+            containerd_client::services::v1::snapshots::ListSnapshotsRequest {
+                snapshotter: outpost_runtime::SNAPSHOTTER.into(),
+                filters: vec![],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut active = BTreeSet::new();
+    while let Some(batch) = snaps.message().await.unwrap() {
+        for i in batch.info {
+            if i.kind == containerd_client::services::v1::snapshots::Kind::Active as i32 {
+                active.insert(i.name);
+            }
+        }
+    }
+    assert_eq!(
+        active, vols,
+        "active snapshots must be exactly the container volumes'"
+    );
     let running: BTreeSet<String> = l
         .iter()
         .filter(|a| a.state == SwState::Running)
