@@ -13,7 +13,8 @@
 //! # Current limitations
 //! * Apps without `interfaces` get a fresh isolated network namespace; see
 //!   [`net`] for what app networking does not do yet.
-//! * Images come from OCI layouts on disk; registry pulls are a later step.
+//! * [`pull`] resumes an interrupted blob within one pull, not across a
+//!   restart of the puller.
 
 pub mod app;
 pub mod client;
