@@ -645,6 +645,19 @@ async fn apps_on_a_local_network_reach_each_other() {
         "10.213.80.11",
     ]);
     assert_eq!(code, 0, "left cannot reach right: {out}{err}");
+    let (_, list, _) = env.outpost(&["list"]);
+    assert!(
+        list.contains("10.213.80.10") && list.contains("10.213.80.11"),
+        "{list}"
+    );
+    let (_, status, _) = env.outpost(&["status", "right"]);
+    assert!(
+        status.contains(&format!("ip:        {net}=10.213.80.11")),
+        "{status}"
+    );
+    let (code, check, _) = env.outpost(&["check"]);
+    assert_eq!(code, 0, "{check}");
+    assert!(check.contains("CNI plugins in /usr/lib/cni"), "{check}");
     env.teardown().await;
     let _ = std::process::Command::new("ip")
         .args(["link", "del", &bridge])

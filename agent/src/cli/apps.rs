@@ -45,8 +45,8 @@ impl Ctx {
             return Ok(0);
         }
         println!(
-            "{:<20} {:<36} {:<11} {:>8} {:>9}  IMAGE",
-            "NAME", "UUID", "STATE", "RESTARTS", "UPTIME"
+            "{:<20} {:<36} {:<11} {:>8} {:>9}  {:<16} IMAGE",
+            "NAME", "UUID", "STATE", "RESTARTS", "UPTIME", "IPS"
         );
         for a in apps {
             let up = a
@@ -54,13 +54,25 @@ impl Ctx {
                 .as_ref()
                 .and_then(|d| d.started_at)
                 .filter(|_| a.state == outpost_api::SwState::Running);
+            let ips: Vec<&str> = a
+                .domain
+                .iter()
+                .flat_map(|d| d.ips.iter())
+                .map(|i| i.rsplit('=').next().unwrap_or(i))
+                .collect();
+            let ips = if ips.is_empty() {
+                "-".to_string()
+            } else {
+                ips.join(",")
+            };
             println!(
-                "{:<20} {:<36} {:<11} {:>8} {:>9}  {}",
+                "{:<20} {:<36} {:<11} {:>8} {:>9}  {:<16} {}",
                 a.display_name,
                 a.uuid,
                 a.state.name(),
                 a.restarts,
                 up.map(uptime).unwrap_or_else(|| "-".into()),
+                ips,
                 a.image
             );
         }
@@ -98,6 +110,9 @@ impl Ctx {
             }
             if let Some(c) = d.exit_code {
                 println!("exit:      {c}");
+            }
+            for ip in &d.ips {
+                println!("ip:        {ip}");
             }
             if let Some(m) = d.memory_limit_bytes {
                 println!("memory:    limit {} MiB", m >> 20);

@@ -83,6 +83,7 @@ pub async fn run(s: &Shared) -> Vec<Check> {
             "no config yet: give --config-file or a checkpoint".into(),
         ),
     });
+    out.push(network(s, cur_networks(s)));
     for bin in ["runc", "runsc"] {
         out.push(match which(bin) {
             Some(p) => ok(bin, p),
@@ -170,4 +171,63 @@ fn which(bin: &str) -> Option<String> {
         .map(|d| d.join(bin))
         .find(|p| p.is_file())
         .map(|p| p.display().to_string())
+}
+
+/// Networks of the config in effect: (any, any with NAT).
+fn cur_networks(s: &Shared) -> (bool, bool) {
+    let cur = s.current.read().unwrap();
+    let nets = cur
+        .as_ref()
+        .map(|c| c.config.networks.as_slice())
+        .unwrap_or(&[]);
+    (!nets.is_empty(), nets.iter().any(|n| n.nat))
+}
+
+/// CNI plugins present; IP forwarding on where a network wants NAT.
+fn network(s: &Shared, (any, nat): (bool, bool)) -> Check {
+    const PLUGINS: &[&str] = &[
+        "bridge",
+        "host-local",
+        "portmap",
+        "firewall",
+        "loopback",
+        "bandwidth",
+        "macvlan",
+    ];
+    let dir = s.runtime.cni().path().to_path_buf();
+    let missing: Vec<&str> = PLUGINS
+        .iter()
+        .copied()
+        .filter(|p| !dir.join(p).is_file())
+        .collect();
+    let forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .map(|v| v.trim() == "1")
+        .unwrap_or(false);
+    if !missing.is_empty() {
+        let detail = format!(
+            "missing in {}: {} (Debian: containernetworking-plugins)",
+            dir.display(),
+            missing.join(", ")
+        );
+        return if any {
+            fail("network", detail)
+        } else {
+            ok("network", format!("{detail}; no network configured"))
+        };
+    }
+    if nat && !forward {
+        return fail(
+            "network",
+            "a network wants NAT but net.ipv4.ip_forward is 0 (sysctl -w net.ipv4.ip_forward=1)"
+                .into(),
+        );
+    }
+    ok(
+        "network",
+        format!(
+            "CNI plugins in {}, ip_forward {}",
+            dir.display(),
+            if forward { "on" } else { "off" }
+        ),
+    )
 }

@@ -404,6 +404,14 @@ impl Reconciler {
                 }),
                 runtime: o.runtime.clone(),
                 memory_limit_bytes: app.map(|a| a.resources.memory_kib * 1024),
+                ips: self
+                    .shared
+                    .runtime
+                    .app_ips(&o.task_id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(net, ip)| format!("{net}={ip}"))
+                    .collect(),
             });
             let status = AppStatus {
                 uuid: u.uuid.clone(),

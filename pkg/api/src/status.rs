@@ -145,6 +145,9 @@ pub struct DomainStatus {
     /// Memory limit from the cgroup, bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_bytes: Option<u64>,
+    /// Addresses on the app's interfaces (`<network uuid>=<ip>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
 }
 
 /// Restart-policy backoff state, visible so an operator knows what comes next.
