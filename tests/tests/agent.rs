@@ -658,6 +658,13 @@ async fn apps_on_a_local_network_reach_each_other() {
     let (code, check, _) = env.outpost(&["check"]);
     assert_eq!(code, 0, "{check}");
     assert!(check.contains("CNI plugins in /usr/lib/cni"), "{check}");
+    let (code, nets, _) = env.outpost(&["networks"]);
+    assert_eq!(code, 0);
+    assert!(nets.contains("lan") && nets.contains(&bridge), "{nets}");
+    assert!(
+        nets.contains("left=10.213.80.10") && nets.contains("right=10.213.80.11"),
+        "{nets}"
+    );
     env.teardown().await;
     let _ = std::process::Command::new("ip")
         .args(["link", "del", &bridge])

@@ -36,6 +36,7 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path) -> Result<()> {
         .route("/v1/apps/{app}/purge", post(purge))
         .route("/v1/apps/{app}/exec", post(exec))
         .route("/v1/check", get(check))
+        .route("/v1/networks", get(networks))
         .with_state(shared);
     axum::serve(listener, app).await.context("admin API server")
 }
@@ -118,6 +119,10 @@ async fn exec(
         .into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
     }
+}
+
+async fn networks(State(s): State<Arc<Shared>>) -> Json<Vec<super::types::NetworkView>> {
+    Json(s.networks())
 }
 
 async fn check(State(s): State<Arc<Shared>>) -> Response {

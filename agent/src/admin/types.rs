@@ -81,3 +81,20 @@ pub struct ApiError {
     /// Message.
     pub error: String,
 }
+
+/// A network instance as `outpost networks` shows it (`GET /v1/networks`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetworkView {
+    /// Network UUID.
+    pub uuid: String,
+    /// Name.
+    pub name: String,
+    /// `local` or `switch`.
+    pub kind: String,
+    /// Subnet (CIDR).
+    pub subnet: String,
+    /// Host-side device (bridge, or the switch's host port).
+    pub device: String,
+    /// Apps with an interface on it, as `name=ip` (ip once assigned).
+    pub apps: Vec<String>,
+}

@@ -239,6 +239,34 @@ impl Ctx {
         Ok(if checks.iter().all(|c| c.ok) { 0 } else { 1 })
     }
 
+    pub(super) async fn networks(&self, json: bool) -> Result<i32> {
+        let nets: Vec<crate::admin::types::NetworkView> = self
+            .client
+            .get("/v1/networks")
+            .await?
+            .map_err(|f| anyhow::anyhow!(describe(&f, "")))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&nets)?);
+            return Ok(0);
+        }
+        println!(
+            "{:<16} {:<36} {:<7} {:<18} {:<12} APPS",
+            "NAME", "UUID", "KIND", "SUBNET", "DEVICE"
+        );
+        for n in nets {
+            let apps = if n.apps.is_empty() {
+                "-".to_string()
+            } else {
+                n.apps.join(" ")
+            };
+            println!(
+                "{:<16} {:<36} {:<7} {:<18} {:<12} {apps}",
+                n.name, n.uuid, n.kind, n.subnet, n.device
+            );
+        }
+        Ok(0)
+    }
+
     pub(super) async fn version(&self) -> Result<i32> {
         println!("outpost {}", env!("CARGO_PKG_VERSION"));
         match self.client.get::<Info>("/v1/info").await {

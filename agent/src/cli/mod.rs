@@ -91,6 +91,12 @@ pub enum Cmd {
     },
     /// Versions of the CLI and the running agent.
     Version,
+    /// Network instances and the apps on them.
+    Networks {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pull an image from a registry into the user containerd, with progress.
     Pull {
         /// `host[:port]/repo[:tag|@sha256:…]`.
@@ -149,6 +155,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Purge { app } => ctx.bump(&app, "purge").await,
         Cmd::Check { json } => ctx.check(json).await,
         Cmd::Version => ctx.version().await,
+        Cmd::Networks { json } => ctx.networks(json).await,
         Cmd::Pull {
             reference,
             ca,

@@ -143,6 +143,52 @@ impl Shared {
         Ok(v)
     }
 
+    /// Network instances of the config in effect with the apps on them.
+    pub fn networks(&self) -> Vec<crate::admin::types::NetworkView> {
+        let Some(cur) = self.current.read().unwrap().clone() else {
+            return Vec::new();
+        };
+        let statuses = self.statuses();
+        cur.config
+            .networks
+            .iter()
+            .map(|n| {
+                let apps = cur
+                    .config
+                    .apps
+                    .iter()
+                    .filter(|a| a.interfaces.iter().any(|i| i.network == n.uuid))
+                    .map(|a| {
+                        let prefix = format!("{}=", n.uuid);
+                        let ip = statuses
+                            .iter()
+                            .find(|s| s.uuid == a.uuid)
+                            .and_then(|s| s.domain.as_ref())
+                            .and_then(|d| {
+                                d.ips
+                                    .iter()
+                                    .find_map(|i| i.strip_prefix(&prefix).map(str::to_owned))
+                            });
+                        format!("{}={}", a.display_name, ip.unwrap_or_else(|| "-".into()))
+                    })
+                    .collect();
+                crate::admin::types::NetworkView {
+                    uuid: n.uuid.clone(),
+                    name: n.name.clone(),
+                    kind: format!("{:?}", n.kind).to_lowercase(),
+                    subnet: n.subnet.to_string(),
+                    device: match n.kind {
+                        outpost_api::NetworkKind::Switch => {
+                            n.host_interface.clone().unwrap_or_default()
+                        }
+                        _ => outpost_runtime::net::conflist::bridge_name(n),
+                    },
+                    apps,
+                }
+            })
+            .collect()
+    }
+
     /// The admin API's `info`.
     pub fn info(&self) -> crate::admin::types::Info {
         let cur = self.current.read().unwrap();
