@@ -82,9 +82,50 @@ pub async fn write_file(
 /// Longest wait for another writer of the same blob to finish.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Runs `write` unless the blob exists; when another writer holds the
-/// blob's ref (two imports sharing a layer), waits for it and then only
-/// adds the labels.
+/// An error that may be containerd refusing a write because another writer
+/// holds the same blob's ingest ref (two imports or pulls sharing a layer).
+pub(crate) trait IngestLocked {
+    /// True for that refusal.
+    fn ingest_locked(&self) -> bool;
+}
+
+impl IngestLocked for RuntimeError {
+    fn ingest_locked(&self) -> bool {
+        matches!(self, RuntimeError::Api { status, .. } if status.code() == tonic::Code::Unavailable)
+    }
+}
+
+/// Runs `write` unless blob `digest` is already in the store; while another
+/// writer holds the blob's ingest, waits (up to `wait`) for it instead of
+/// failing. Returns true when the blob was there without our write (the
+/// caller then only adds labels or counts progress).
+pub(crate) async fn write_unless_present<F, Fut, E>(
+    c: &Containerd,
+    digest: &str,
+    wait: std::time::Duration,
+    mut write: F,
+) -> std::result::Result<bool, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), E>>,
+    E: From<RuntimeError> + IngestLocked,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if info(c, digest).await?.is_some() {
+            return Ok(true);
+        }
+        match write().await {
+            Ok(()) => return Ok(false),
+            Err(e) if e.ingest_locked() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// [`write_unless_present`], then the labels on a blob that was already there.
 async fn retry_locked<F, Fut>(
     c: &Containerd,
     digest: &str,
@@ -92,24 +133,13 @@ async fn retry_locked<F, Fut>(
     write: F,
 ) -> Result<()>
 where
-    F: Fn() -> Fut,
+    F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-    loop {
-        if info(c, digest).await?.is_some() {
-            return add_labels(c, digest, labels).await;
-        }
-        match write().await {
-            Err(RuntimeError::Api { status, .. })
-                if status.code() == tonic::Code::Unavailable
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            other => return other,
-        }
+    if write_unless_present(c, digest, LOCK_WAIT, write).await? {
+        add_labels(c, digest, labels).await?;
     }
+    Ok(())
 }
 
 /// Writes an in-memory blob (manifests, configs).

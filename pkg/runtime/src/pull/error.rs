@@ -136,3 +136,9 @@ pub enum PullError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
+
+impl crate::image::content::IngestLocked for PullError {
+    fn ingest_locked(&self) -> bool {
+        matches!(self, PullError::Runtime(e) if e.ingest_locked())
+    }
+}

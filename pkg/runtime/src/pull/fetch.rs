@@ -55,23 +55,14 @@ pub(crate) async fn fetch_blob(
     blob: &Blob,
     progress: &Progress,
 ) -> Result<(), PullError> {
-    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-    loop {
-        if content::info(c, &blob.digest).await?.is_some() {
-            progress.add(blob.size);
-            return Ok(());
-        }
-        match stream_once(c, reg, lease, blob, progress).await {
-            // Another pull (or import) holds this blob's ingest: wait for it.
-            Err(PullError::Runtime(RuntimeError::Api { status, .. }))
-                if status.code() == tonic::Code::Unavailable
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            other => return other,
-        }
+    let present = content::write_unless_present(c, &blob.digest, LOCK_WAIT, || {
+        stream_once(c, reg, lease, blob, progress)
+    })
+    .await?;
+    if present {
+        progress.add(blob.size);
     }
+    Ok(())
 }
 
 async fn stream_once(
