@@ -94,6 +94,11 @@ impl Executor {
                     .observed
                     .get(task_id)
                     .with_context(|| format!("task {task_id} vanished"))?;
+                // After a reboot the namespace the container's spec names is
+                // gone: make its interfaces again from the attachment record.
+                outpost_runtime::net::reattach(rt.layout(), rt.cni(), task_id)
+                    .await
+                    .with_context(|| format!("re-creating the interfaces of task {task_id}"))?;
                 let io = logs::task_io(&self.shared.memlogd, &self.shared.layout, task_id).await;
                 rt.restart_task(obs, &io).await?;
                 Ok(())
@@ -108,7 +113,19 @@ impl Executor {
                 if let Some(obs) = view.observed.get(old_task_id) {
                     rt.remove_container(obs).await?;
                 }
-                logs::remove_task_io(&self.shared.layout, old_task_id);
+                // A replacement with the same task ID (a restart_counter change
+                // that brings a new spec, e.g. new interfaces) keeps its FIFOs,
+                // as a restart does: memlogd still reads them, and FIFOs made
+                // again under the same name right away would not be attached
+                // (memlogd still lists the old stream), so task create would
+                // block until its deadline.
+                let same_task = view
+                    .desired
+                    .get(uuid)
+                    .is_some_and(|a| &a.task_id() == old_task_id);
+                if !same_task {
+                    logs::remove_task_io(&self.shared.layout, old_task_id);
+                }
                 self.create(uuid, view).await
             }
             Action::Purge {

@@ -3,15 +3,14 @@
 //! sleep until something happens — a task event, a config, an operator
 //! command, a backoff deadline, or the slow periodic resync.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use outpost_api::{AppConfig, AppStatus, DomainStatus, SwState};
-use outpost_reconcile::Action;
+use outpost_api::{AppConfig, AppStatus, DomainStatus, NetworkConfig, SwState};
 use outpost_reconcile::{
-    plan, record_outcome, AppStatusUpdate, History, Input, Observed, Phase, Tunables,
+    plan, record_outcome, Action, AppStatusUpdate, History, Input, Observed, Phase, Tunables,
 };
 use outpost_runtime::events::EventStream;
 use outpost_runtime::task::TaskStatus;
@@ -22,6 +21,8 @@ use tokio::sync::{mpsc, Semaphore};
 use super::executor::{Executor, PassView};
 use super::source::{accept, RawConfig};
 use super::state::{Current, Shared};
+
+mod networks;
 
 /// How the loop runs.
 #[derive(Clone, Debug)]
@@ -68,6 +69,9 @@ pub struct Reconciler {
     promoted_generation: Option<u64>,
     vnc_by_image: HashMap<String, bool>,
     last_gc: Option<std::time::Instant>,
+    /// Network instances set up by this process, as configured then
+    /// (checked again only when the config or the host side changes).
+    ensured_networks: HashMap<String, NetworkConfig>,
 }
 
 impl Reconciler {
@@ -83,6 +87,7 @@ impl Reconciler {
             promoted_generation: None,
             vnc_by_image: HashMap::new(),
             last_gc: None,
+            ensured_networks: HashMap::new(),
         })
     }
 
@@ -205,6 +210,20 @@ impl Reconciler {
             }
         }
         self.track_health(&cur, &out.statuses);
+        // Network instances exist before the apps that use them start and
+        // go after their last user (whose Remove ran in an earlier pass).
+        let live: BTreeSet<String> = found
+            .iter()
+            .map(|o| o.task_id.clone())
+            .chain(desired.iter().filter(|a| a.activate).flat_map(|a| {
+                let planned = self
+                    .history
+                    .config_to_apply(&a.uuid)
+                    .map(AppConfig::task_id);
+                std::iter::once(a.task_id()).chain(planned)
+            }))
+            .collect();
+        self.converge_networks(&cur.config.networks, &live).await;
         if out.actions.is_empty() {
             self.collect_images(&cur).await;
             return Ok((false, out.wake_at_ms));

@@ -28,6 +28,23 @@ pub fn validate_networks(config: &DeviceConfig, out: &mut Vec<Problem>) {
         } else {
             by_uuid.insert(&net.uuid, (i, net));
         }
+        // Local instances are bridges named after the UUID's first 8 hex digits.
+        if net.kind == NetworkKind::Local && is_uuid(&net.uuid) {
+            let prefix = bridge_prefix(&net.uuid);
+            let clash = config.networks[..i].iter().position(|o| {
+                o.kind == NetworkKind::Local
+                    && o.uuid != net.uuid
+                    && bridge_prefix(&o.uuid) == prefix
+            });
+            if let Some(j) = clash {
+                out.push(Problem::new(
+                    format!("{p}.uuid"),
+                    format!(
+                        "starts with the same 8 hex digits as networks[{j}].uuid, so both would use bridge op-{prefix}; choose another UUID"
+                    ),
+                ));
+            }
+        }
         for (j, other) in config.networks[..i].iter().enumerate() {
             if net.subnet.overlaps(&other.subnet) {
                 out.push(Problem::new(
@@ -164,6 +181,15 @@ fn validate_network(net: &NetworkConfig, p: &str, out: &mut Vec<Problem>) {
     }
 }
 
+/// The first 8 hex digits of a UUID (what names a local instance's bridge).
+fn bridge_prefix(uuid: &str) -> String {
+    uuid.chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
 /// `ip` must be a usable host address of `net` other than its gateway.
 fn check_host_ip(net: &NetworkConfig, ip: Ipv4Addr, path: &str, out: &mut Vec<Problem>) {
     let s = net.subnet;
@@ -205,7 +231,7 @@ mod tests {
     use crate::validate::validate;
 
     const N0: &str = "0b8e6c2a-1f3d-4a5b-9c7e-2d4f6a8b0c10";
-    const N1: &str = "0b8e6c2a-1f3d-4a5b-9c7e-2d4f6a8b0c11";
+    const N1: &str = "1b8e6c2a-1f3d-4a5b-9c7e-2d4f6a8b0c11";
 
     fn config(networks: serde_json::Value, interfaces: Vec<serde_json::Value>) -> DeviceConfig {
         let apps: Vec<serde_json::Value> = interfaces
@@ -305,8 +331,15 @@ mod tests {
                 "networks[1].uuid: duplicate of networks[0].uuid",
             ),
             (
+                config(
+                    json!([lan(N0, "10.1.0.0/24"), lan("0B8E6C2A-0000-4000-8000-000000000000", "10.2.0.0/24")]),
+                    vec![],
+                ),
+                "networks[1].uuid: starts with the same 8 hex digits as networks[0].uuid, so both would use bridge op-0b8e6c2a",
+            ),
+            (
                 config(json!([lan(N0, "10.1.0.0/24")]), vec![json!([{ "network": N1 }])]),
-                "apps[0].interfaces[0].network: no network 0b8e6c2a-1f3d-4a5b-9c7e-2d4f6a8b0c11",
+                "apps[0].interfaces[0].network: no network 1b8e6c2a-1f3d-4a5b-9c7e-2d4f6a8b0c11",
             ),
             (
                 config(json!([lan(N0, "10.1.0.0/24")]), vec![json!([{ "network": N0, "ip": "10.2.0.5" }])]),

@@ -76,10 +76,10 @@ pub(crate) fn desired_app(
     } else {
         inactive(app, mine, rec, now_ms, &mut halts)
     };
-    if app.activate {
-        report_pending_changes(app, rec, &mut step.notes, now_ms);
+    let staged = app.activate && report_pending_changes(app, rec, &mut step.notes, now_ms);
+    if !staged {
+        age_error(rec, now_ms);
     }
-    age_error(rec, now_ms);
     let note = (!step.notes.is_empty()).then(|| step.notes.join("; "));
     rec.pending_note.clone_from(&note);
     let backoff = (app.activate && (rec.attempts > 0 || rec.failed || rec.next_start_ms.is_some()))
@@ -187,7 +187,7 @@ fn active(
             // keeps the container and its spec.
             let new_spec = applied
                 .as_ref()
-                .is_some_and(|a| !diff::changes(a, &target).restart.is_empty());
+                .is_some_and(|a| diff::changes(a, &target).needs_new_spec());
             let action = if o.task_id != target.task_id() || new_spec {
                 Action::Replace {
                     uuid,
@@ -319,15 +319,17 @@ fn inactive(
 
 /// Reports changes that wait for a counter: as the app's error when no
 /// failure is being reported, else as a note; a pending version as a note.
+/// Returns true when the error is a staged interface change, which stays a
+/// notice (it is not a fault and does not escalate).
 fn report_pending_changes(
     app: &AppConfig,
     rec: &mut AppRecord,
     notes: &mut Vec<String>,
     now_ms: u64,
-) {
+) -> bool {
     let Some(effective) = rec.config_to_apply() else {
         rec.clear_error(ErrorKind::Config);
-        return;
+        return false;
     };
     let changes = diff::changes(effective, app);
     if !changes.task_id.is_empty() {
@@ -336,18 +338,29 @@ fn report_pending_changes(
             changes.task_id.join(", ")
         ));
     }
-    match changes.pending_message(app) {
-        Some((message, cond)) if matches!(rec.error_kind, None | Some(ErrorKind::Config)) => {
+    match changes.pending(app) {
+        Some(p) if matches!(rec.error_kind, None | Some(ErrorKind::Config)) => {
             let new = NewError {
                 kind: ErrorKind::Config,
-                message,
+                message: p.message,
                 retries: 0,
-                retry_condition: cond,
-                level: Level::Escalating,
+                retry_condition: p.condition,
+                level: if p.notice {
+                    Level::Notice
+                } else {
+                    Level::Escalating
+                },
             };
             set_error(rec, new, now_ms);
+            p.notice
         }
-        Some((message, _)) => notes.push(message),
-        None => rec.clear_error(ErrorKind::Config),
+        Some(p) => {
+            notes.push(p.message);
+            false
+        }
+        None => {
+            rec.clear_error(ErrorKind::Config);
+            false
+        }
     }
 }

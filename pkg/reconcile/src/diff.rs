@@ -1,7 +1,10 @@
 //! What changed between the config a container was built from and the
 //! desired one, grouped by what it takes to apply it (EVE §6):
 //!
-//! * restart class (resources, env, runtime, VNC, interfaces): a restart_counter change;
+//! * restart class (resources, env, runtime, VNC): a restart_counter change;
+//! * interfaces: also applied by a restart_counter (or purge_counter)
+//!   change, but a change of interfaces alone is a staged change reported
+//!   as a notice, not a fault (EVE applies network changes at the restart);
 //! * purge class (image, volumes): a purge_counter change, because the image
 //!   is the content of the container volume and volumes are part of it;
 //! * task ID (version, app number): either counter, through a replacement.
@@ -11,7 +14,7 @@
 
 use std::collections::BTreeSet;
 
-use outpost_api::{AppConfig, VolumeMount};
+use outpost_api::{AppConfig, AppInterface, VolumeMount};
 
 /// The differences between an applied and a desired config.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,17 +25,53 @@ pub(crate) struct Changes {
     pub purge: Vec<String>,
     /// Task-ID changes, e.g. `version 1 → 2`.
     pub task_id: Vec<String>,
+    /// Interface changes, e.g. `interfaces (eth0, eth1 added)`.
+    pub interfaces: Vec<String>,
+}
+
+/// A change waiting for a counter, as the app's status reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Pending {
+    /// Message naming the app, the fields and the counter.
+    pub message: String,
+    /// What applies it.
+    pub condition: &'static str,
+    /// Only interfaces changed: a notice that does not escalate.
+    pub notice: bool,
 }
 
 impl Changes {
+    /// Whether applying the changes needs a new container spec (a
+    /// `Replace` rather than a `Restart`).
+    pub fn needs_new_spec(&self) -> bool {
+        !self.restart.is_empty() || !self.interfaces.is_empty()
+    }
+
     /// The "needs restart"/"needs purge" message for `app`, if any change
     /// waits for a counter. Env values and VNC passwords are never shown.
-    pub fn pending_message(&self, app: &AppConfig) -> Option<(String, &'static str)> {
+    pub fn pending(&self, app: &AppConfig) -> Option<Pending> {
+        if self.restart.is_empty() && self.purge.is_empty() {
+            return self.interfaces.first().map(|itf| Pending {
+                message: format!(
+                    "{}: {itf} changed; applied at the next restart \
+                     (change restart_counter or purge_counter)",
+                    who(app)
+                ),
+                condition: "restart_counter or purge_counter change",
+                notice: true,
+            });
+        }
         let mut parts = Vec::new();
-        if !self.restart.is_empty() {
+        if !self.restart.is_empty() || !self.interfaces.is_empty() {
+            let fields: Vec<&str> = self
+                .restart
+                .iter()
+                .chain(&self.interfaces)
+                .map(String::as_str)
+                .collect();
             parts.push(format!(
                 "needs restart: {} changed; change restart_counter to apply",
-                self.restart.join(", ")
+                fields.join(", ")
             ));
         }
         if !self.purge.is_empty() {
@@ -41,15 +80,16 @@ impl Changes {
                 self.purge.join(", ")
             ));
         }
-        if parts.is_empty() {
-            return None;
-        }
         let condition = if self.purge.is_empty() {
             "restart_counter or purge_counter change"
         } else {
             "purge_counter change"
         };
-        Some((format!("{}: {}", who(app), parts.join("; ")), condition))
+        Some(Pending {
+            message: format!("{}: {}", who(app), parts.join("; ")),
+            condition,
+            notice: false,
+        })
     }
 }
 
@@ -103,7 +143,8 @@ pub(crate) fn changes(applied: &AppConfig, desired: &AppConfig) -> Changes {
         c.restart.push("vnc".into());
     }
     if applied.interfaces != desired.interfaces {
-        c.restart.push("interfaces".into());
+        c.interfaces
+            .push(interface_changes(&applied.interfaces, &desired.interfaces));
     }
     if applied.image != desired.image {
         c.purge
@@ -120,6 +161,21 @@ pub(crate) fn changes(applied: &AppConfig, desired: &AppConfig) -> Changes {
             .push(format!("app_num {} → {}", applied.app_num, desired.app_num));
     }
     c
+}
+
+/// `interfaces (eth0, eth1 added)`: which of the app's interfaces (named
+/// as inside the app) differ.
+fn interface_changes(applied: &[AppInterface], desired: &[AppInterface]) -> String {
+    let n = applied.len().max(desired.len());
+    let which: Vec<String> = (0..n)
+        .filter_map(|i| match (applied.get(i), desired.get(i)) {
+            (Some(a), Some(d)) if a != d => Some(format!("eth{i}")),
+            (None, Some(_)) => Some(format!("eth{i} added")),
+            (Some(_), None) => Some(format!("eth{i} removed")),
+            _ => None,
+        })
+        .collect();
+    format!("interfaces ({})", which.join(", "))
 }
 
 fn volume_changes(applied: &[VolumeMount], desired: &[VolumeMount]) -> Vec<String> {
@@ -243,8 +299,8 @@ mod tests {
                     ]))
                     .unwrap()
                 },
-                "restart",
                 "interfaces",
+                "interfaces (eth0 added)",
             ),
             (
                 |a| a.image = "hello:2".into(),
@@ -271,10 +327,11 @@ mod tests {
             let got = match class {
                 "restart" => &c.restart,
                 "purge" => &c.purge,
+                "interfaces" => &c.interfaces,
                 _ => &c.task_id,
             };
             assert_eq!(got, &vec![want.to_owned()], "{c:?}");
-            let n = c.restart.len() + c.purge.len() + c.task_id.len();
+            let n = c.restart.len() + c.purge.len() + c.task_id.len() + c.interfaces.len();
             assert_eq!(n, 1, "{c:?}");
         }
     }
@@ -296,7 +353,9 @@ mod tests {
         let mut d = base();
         d.resources.memory_kib = 131072;
         d.env.insert("SECRET".into(), "s3cr3t".into());
-        let (msg, cond) = changes(&base(), &d).pending_message(&d).unwrap();
+        let p = changes(&base(), &d).pending(&d).unwrap();
+        let (msg, cond) = (p.message, p.condition);
+        assert!(!p.notice);
         assert_eq!(
             msg,
             "app gw (6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10): needs restart: \
@@ -305,7 +364,8 @@ mod tests {
         assert!(!msg.contains("s3cr3t") && !msg.contains("hunter2"));
         assert_eq!(cond, "restart_counter or purge_counter change");
         d.image = "hello:2".into();
-        let (msg, cond) = changes(&base(), &d).pending_message(&d).unwrap();
+        let p = changes(&base(), &d).pending(&d).unwrap();
+        let (msg, cond) = (p.message, p.condition);
         assert!(
             msg.ends_with(
                 "needs purge: image hello:1 → hello:2 changed; change purge_counter to apply"
@@ -313,7 +373,46 @@ mod tests {
             "{msg}"
         );
         assert_eq!(cond, "purge_counter change");
-        assert!(changes(&base(), &base()).pending_message(&d).is_none());
+        assert!(changes(&base(), &base()).pending(&d).is_none());
+    }
+
+    #[test]
+    fn an_interface_change_alone_is_a_notice_applied_at_the_next_restart() {
+        let itf = |ip: &str| -> Vec<AppInterface> {
+            serde_json::from_value(serde_json::json!([
+                {"network": "0b8e6c2a-1f3d-4a5b-9c7e-2d4f6a8b0c1e", "ip": ip}
+            ]))
+            .unwrap()
+        };
+        let mut a = base();
+        a.interfaces = itf("10.213.1.5");
+        let mut d = a.clone();
+        d.interfaces = itf("10.213.1.6");
+        let c = changes(&a, &d);
+        assert!(c.restart.is_empty() && c.needs_new_spec());
+        let p = c.pending(&d).unwrap();
+        assert!(p.notice);
+        assert_eq!(
+            p.message,
+            "app gw (6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10): interfaces (eth0) changed; \
+             applied at the next restart (change restart_counter or purge_counter)"
+        );
+        assert_eq!(p.condition, "restart_counter or purge_counter change");
+        // With a resource change it is part of the "needs restart" error.
+        d.resources.vcpus = 2;
+        let p = changes(&a, &d).pending(&d).unwrap();
+        assert!(!p.notice);
+        assert!(
+            p.message.ends_with(
+                "needs restart: resources.vcpus 1 → 2, interfaces (eth0) changed; \
+                 change restart_counter to apply"
+            ),
+            "{}",
+            p.message
+        );
+        // Removing the interface is a change too.
+        d.interfaces.clear();
+        assert_eq!(changes(&a, &d).interfaces, ["interfaces (eth0 removed)"]);
     }
 
     #[test]

@@ -32,6 +32,14 @@
 //!   resources, env (keys only), runtime and VNC need restart_counter; image
 //!   and volumes need purge_counter. A restart applies the restart-class
 //!   changes and keeps the "needs purge" error; a purge applies everything.
+//!   **Interfaces** follow EVE: applied at the next restart (restart_counter
+//!   or purge_counter change, through a new container); a change of
+//!   interfaces alone is a staged change, reported with severity notice
+//!   that does not escalate.
+//! * **Network instances** ([`plan_networks`]): every configured instance is
+//!   set up before the apps' actions; an owned instance that is neither
+//!   configured nor used by a live task is removed; attachments whose task
+//!   is gone are freed first.
 //! * **Version / app number** (the task ID): *decision* — as in EVE, new
 //!   versions are applied through the counters. A restart_counter change with
 //!   a new task ID is a `Replace` (same volume), a purge_counter change a
@@ -120,6 +128,7 @@ mod decide;
 mod diff;
 mod exited;
 mod history;
+mod networks;
 mod observed;
 mod outcome;
 mod plan;
@@ -129,6 +138,7 @@ mod severity;
 pub use action::{Action, ActionKind};
 pub use clock::{datetime, millis, rfc3339};
 pub use history::{AppRecord, ErrorKind, History};
+pub use networks::{plan_networks, NetworkInput, NetworkPlan};
 pub use observed::{Observed, Phase};
 pub use outcome::record_outcome;
 pub use plan::{plan, AppStatusUpdate, Input, Plan};

@@ -15,6 +15,9 @@ pub(crate) enum Level {
     /// Terminal conditions (FAILED, BROKEN with no restart, a rejected
     /// config): an operator must act, so it is an error at once.
     Terminal,
+    /// A staged change waiting for its counter (interfaces): a notice that
+    /// does not escalate (the caller skips [`age_error`] for it).
+    Notice,
 }
 
 /// What to record as an app's error.
@@ -41,6 +44,7 @@ pub(crate) fn set_error(rec: &mut AppRecord, new: NewError<'_>, now_ms: u64) {
     };
     let severity = match new.level {
         Level::Terminal => Severity::Error,
+        Level::Notice => Severity::Notice,
         Level::Escalating => Severity::escalated(new.retries, clock::age(first_seen, now_ms)),
     };
     rec.error = Some(ErrorDescription {

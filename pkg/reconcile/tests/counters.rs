@@ -222,6 +222,65 @@ fn a_pending_change_error_keeps_first_seen_escalates_and_clears_when_reverted() 
 }
 
 #[test]
+fn an_interface_change_waits_for_the_next_restart_as_a_notice() {
+    let itf = |ip: &str| {
+        serde_json::from_value(serde_json::json!([
+            {"network": "0b8e6c2a-1f3d-4a5b-9c7e-2d4f6a8b0c1e", "ip": ip}
+        ]))
+        .unwrap()
+    };
+    let mut a = app(1);
+    a.interfaces = itf("10.213.1.5");
+    let mut w = World::running(vec![a]);
+    w.cfg(1).interfaces = itf("10.213.1.6");
+    let start = w.now;
+    // Staged, not a fault: the app keeps running and the notice never
+    // escalates, however long the change waits.
+    for elapsed in [0, 2 * HOUR, 11 * HOUR] {
+        w.now = start + elapsed;
+        let p = w.step();
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert_eq!(state(&p, 1), SwState::Running);
+        let err = status(&p, 1).error.clone().unwrap();
+        assert_eq!(err.severity, Severity::Notice, "after {elapsed} ms");
+        assert!(
+            err.message
+                .contains("interfaces (eth0) changed; applied at the next restart"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.first_seen, datetime(start));
+        assert_eq!(
+            err.retry_condition,
+            "restart_counter or purge_counter change"
+        );
+        assert_eq!(
+            w.rec(1).applied.as_ref().unwrap().interfaces,
+            itf("10.213.1.5"),
+            "not applied yet"
+        );
+    }
+    // The restart counter applies it: a new container (new spec).
+    w.cfg(1).restart_counter = 1;
+    assert_eq!(names(&w.converge()), ["replace 1"]);
+    assert_eq!(
+        w.rec(1).applied.as_ref().unwrap().interfaces,
+        itf("10.213.1.6")
+    );
+    assert_eq!(status(&w.plan(), 1).error, None);
+    // A purge applies it too.
+    w.cfg(1).interfaces = itf("10.213.1.7");
+    assert!(status(&w.step(), 1).error.is_some());
+    w.cfg(1).purge_counter = 1;
+    assert_eq!(names(&w.converge()), ["purge 1"]);
+    assert_eq!(
+        w.rec(1).applied.as_ref().unwrap().interfaces,
+        itf("10.213.1.7")
+    );
+    assert_eq!(status(&w.plan(), 1).error, None);
+}
+
+#[test]
 fn a_restart_counter_change_applies_restart_changes_and_keeps_needs_purge() {
     let mut w = World::running(vec![app(1)]);
     w.cfg(1).env.insert("A".into(), "1".into());

@@ -5,7 +5,10 @@
 //! and the results after. [`detach_app`] runs DEL from that record, so an
 //! agent crash (or a reboot, which loses the namespace but not the leases)
 //! between ADD and task start, or at any later point, never leaks an IP
-//! lease or an iptables rule.
+//! lease or an iptables rule. [`reattach`] re-creates a task's interfaces
+//! from its record alone (after a reboot the namespace is gone but the
+//! container and its spec remain), and [`records`] lists them all so the
+//! agent can DEL those whose task no longer exists.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -17,7 +20,7 @@ use serde_json::{json, Value};
 use super::cni::{Cni, Invocation};
 use super::conflist::{cni_args, conflist};
 use super::error::NetError;
-use super::netns;
+use super::{failpoint, instance, netns};
 use crate::layout::Layout;
 use crate::mount::is_mountpoint;
 
@@ -30,6 +33,17 @@ pub struct AttachmentRecord {
     pub netns: PathBuf,
     /// One entry per interface, in config order.
     pub interfaces: Vec<InterfaceRecord>,
+    /// DNS servers written into `resolv.conf` (the networks' `dns`), so the
+    /// files can be written again without the config.
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+}
+
+impl AttachmentRecord {
+    /// The network UUIDs the task is attached to.
+    pub fn networks(&self) -> Vec<String> {
+        self.interfaces.iter().map(|i| i.network.clone()).collect()
+    }
 }
 
 /// One interface of a task.
@@ -137,7 +151,6 @@ pub async fn attach_app(
             })?;
         nets.push(net);
     }
-    let ns_path = layout.netns_dir().join(&task);
     let data_dir = layout.net_ipam();
     let wanted: Vec<InterfaceRecord> = app
         .interfaces
@@ -152,27 +165,77 @@ pub async fn attach_app(
             result: None,
         })
         .collect();
+    let mut dns = Vec::new();
+    for ip in nets.iter().flat_map(|n| n.dns.iter()) {
+        if !dns.contains(ip) {
+            dns.push(*ip);
+        }
+    }
+    // Every bridge an ADD below may create belongs to this root.
+    for net in &nets {
+        instance::claim(layout, net)?;
+    }
+    let want = AttachmentRecord {
+        task,
+        netns: PathBuf::new(),
+        interfaces: wanted,
+        dns,
+    };
+    attach(layout, cni, want).await.map(Some)
+}
+
+/// Re-creates the interfaces of `task` from its attachment record when
+/// they are gone (a reboot loses the namespace but not the container, whose
+/// spec names the namespace path and the files), with the same
+/// configuration and `CNI_ARGS`; `None` for a task without a record.
+/// A complete attachment is left as it is.
+pub async fn reattach(layout: &Layout, cni: &Cni, task: &str) -> Result<Option<AppNet>, NetError> {
+    let Some(mut rec) = read_record(layout, task)? else {
+        return Ok(None);
+    };
+    for i in &mut rec.interfaces {
+        i.result = None;
+    }
+    attach(layout, cni, rec).await.map(Some)
+}
+
+/// Makes the attachment `want` (results unset) exist: reuses a complete one
+/// with the same interfaces and a live namespace, else DELs whatever is
+/// recorded and ADDs afresh.
+async fn attach(layout: &Layout, cni: &Cni, want: AttachmentRecord) -> Result<AppNet, NetError> {
+    let task = want.task.clone();
+    let ns_path = layout.netns_dir().join(&task);
     if let Some(rec) = read_record(layout, &task)? {
-        let same = rec.interfaces.len() == wanted.len()
-            && rec.interfaces.iter().zip(&wanted).all(|(have, want)| {
-                have.result.is_some()
-                    && have.network == want.network
-                    && have.ifname == want.ifname
-                    && have.args == want.args
-                    && have.conflist == want.conflist
-            });
-        if same && is_mountpoint(&rec.netns) {
-            return write_files(layout, app, &nets, rec);
+        let same = rec.interfaces.len() == want.interfaces.len()
+            && rec
+                .interfaces
+                .iter()
+                .zip(&want.interfaces)
+                .all(|(have, w)| {
+                    have.result.is_some()
+                        && have.network == w.network
+                        && have.ifname == w.ifname
+                        && have.args == w.args
+                        && have.conflist == w.conflist
+                });
+        if same && rec.netns == ns_path && is_mountpoint(&rec.netns) {
+            let rec = AttachmentRecord {
+                dns: want.dns,
+                ..rec
+            };
+            write_record(layout, &rec)?;
+            return write_files(layout, rec);
         }
         detach_app(layout, cni, &task).await?;
     }
-    netns::create(&task, &ns_path)?;
+    // The record comes first: a crash from here on leaves something that
+    // names the namespace and what was (maybe) ADDed, so DEL can undo it.
     let mut rec = AttachmentRecord {
-        task: task.clone(),
         netns: ns_path.clone(),
-        interfaces: wanted,
+        ..want
     };
     write_record(layout, &rec)?;
+    netns::create(&task, &ns_path)?;
     let lo = json!({
         "cniVersion": super::cni::CNI_VERSION,
         "name": "lo",
@@ -201,40 +264,34 @@ pub async fn attach_app(
         rec.interfaces[i].result = Some(result);
         write_record(layout, &rec)?;
     }
-    write_files(layout, app, &nets, rec)
+    failpoint::hit(layout, failpoint::AFTER_CNI_ADD);
+    write_files(layout, rec)
 }
 
-/// Writes `resolv.conf` and `hosts` for the app.
-fn write_files(
-    layout: &Layout,
-    app: &AppConfig,
-    nets: &[&NetworkConfig],
-    record: AttachmentRecord,
-) -> Result<Option<AppNet>, NetError> {
+/// Writes `resolv.conf` and `hosts` for the task (its hostname is the
+/// app UUID, the first part of the task ID).
+fn write_files(layout: &Layout, record: AttachmentRecord) -> Result<AppNet, NetError> {
     let dir = files_dir(layout, &record.task);
     std::fs::create_dir_all(&dir).map_err(|e| NetError::io("creating", &dir, e))?;
     let mut resolv = String::from("# generated by outpost from the app's networks\n");
-    let mut seen = Vec::new();
-    for ip in nets.iter().flat_map(|n| n.dns.iter()) {
-        if !seen.contains(ip) {
-            seen.push(*ip);
-            resolv.push_str(&format!("nameserver {ip}\n"));
-        }
+    for ip in &record.dns {
+        resolv.push_str(&format!("nameserver {ip}\n"));
     }
+    let hostname = record.task.split('.').next().unwrap_or_default();
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for ip in record.interfaces.iter().flat_map(InterfaceRecord::ips) {
-        hosts.push_str(&format!("{ip}\t{}\n", app.uuid));
+        hosts.push_str(&format!("{ip}\t{hostname}\n"));
     }
     let (resolv_conf, hosts_path) = (dir.join("resolv.conf"), dir.join("hosts"));
     std::fs::write(&resolv_conf, resolv).map_err(|e| NetError::io("writing", &resolv_conf, e))?;
     std::fs::write(&hosts_path, hosts).map_err(|e| NetError::io("writing", &hosts_path, e))?;
-    Ok(Some(AppNet {
+    Ok(AppNet {
         netns: record.netns.clone(),
         resolv_conf,
         hosts: hosts_path,
         record,
-    }))
+    })
 }
 
 /// DELs every interface in the task's record (in reverse order), removes
@@ -276,6 +333,31 @@ pub async fn detach_app(layout: &Layout, cni: &Cni, task: &str) -> Result<(), Ne
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(NetError::io("removing", path, e)),
     }
+}
+
+/// Every attachment record of this root (undecodable ones are skipped
+/// with a warning).
+pub fn records(layout: &Layout) -> Result<Vec<AttachmentRecord>, NetError> {
+    let dir = layout.net_attachments();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(NetError::io("listing", dir, e)),
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(task) = name.strip_suffix(".json") else {
+            continue;
+        };
+        match read_record(layout, task) {
+            Ok(Some(r)) => out.push(r),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "unreadable attachment record skipped"),
+        }
+    }
+    out.sort_by(|a, b| a.task.cmp(&b.task));
+    Ok(out)
 }
 
 /// The record's path, for diagnostics.

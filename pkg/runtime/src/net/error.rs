@@ -59,6 +59,15 @@ pub enum NetError {
         /// OS error.
         source: std::io::Error,
     },
+    /// A host tool (`ip`, `iptables`) failed while setting up or removing a
+    /// network instance.
+    #[error("`{command}` failed: {message}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its error output.
+        message: String,
+    },
     /// An attachment record could not be decoded.
     #[error("attachment record {}: {problem}", path.display())]
     Record {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::Spec;
-use outpost_api::{AppConfig, VolumeMount};
+use outpost_api::{AppConfig, RuntimeClass, VolumeMount};
 use serde_json::{json, Value};
 
 use super::default::{default_spec, DEFAULT_PATH};
@@ -14,6 +14,7 @@ use super::user::resolve_user;
 use crate::client::USER_NAMESPACE;
 use crate::error::{Result, RuntimeError};
 use crate::labels::EVE_VNC_PASSWORD;
+use crate::runsc;
 
 /// CFS period used for the CPU quota (100 ms).
 pub const CPU_PERIOD_US: u64 = 100_000;
@@ -174,6 +175,14 @@ pub fn build_spec(input: SpecInput<'_>) -> Result<Spec> {
     let mut annotations = HashMap::new();
     if let Some(pw) = vnc_password(app, input.image) {
         annotations.insert(EVE_VNC_PASSWORD.to_owned(), pw);
+    }
+    if input.network.is_some() && app.runtime == RuntimeClass::Runsc {
+        // The runsc wrapper defaults to no network; this app has its own
+        // namespace with interfaces, which gVisor must use.
+        annotations.insert(
+            runsc::NETWORK_FLAG_ANNOTATION.to_owned(),
+            runsc::netns_network_mode().to_owned(),
+        );
     }
     spec["annotations"] = json!(annotations);
 
@@ -411,11 +420,36 @@ mod tests {
                 ("/etc/hosts", "/run/outpost/net/t/hosts")
             ]
         );
+        assert!(s["annotations"]
+            .get(runsc::NETWORK_FLAG_ANNOTATION)
+            .is_none());
         let plain = build(&app(), &image(None), &[]);
         let ns = plain["linux"]["namespaces"].as_array().unwrap();
         assert!(ns
             .iter()
             .any(|n| n["type"] == "network" && n.get("path").is_none()));
+
+        // gVisor: the namespace through runsc's per-container network flag;
+        // without interfaces the wrapper's --network=none stays.
+        let mut g = app();
+        g.runtime = RuntimeClass::Runsc;
+        let spec = build_spec(SpecInput {
+            app: &g,
+            image: &img,
+            rootfs: t.path(),
+            volumes: &[],
+            network: Some(&net),
+        })
+        .unwrap();
+        let s = serde_json::to_value(spec).unwrap();
+        let mode = s["annotations"][runsc::NETWORK_FLAG_ANNOTATION]
+            .as_str()
+            .unwrap();
+        assert!(mode == "sandbox" || mode == "host", "{mode}");
+        let plain = build(&g, &image(None), &[]);
+        assert!(plain["annotations"]
+            .get(runsc::NETWORK_FLAG_ANNOTATION)
+            .is_none());
     }
 
     #[test]
