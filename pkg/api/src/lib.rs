@@ -11,6 +11,7 @@
 //!   document (device-level problem); EVE instead marks only that instance
 //!   and its users in error.
 
+pub mod cloud;
 pub mod config;
 pub mod network;
 pub mod parse;

@@ -1,0 +1,214 @@
+//! HTTPS client of the controller API (`docs/api.md`).
+
+use std::time::Duration;
+
+use outpost_api::cloud::{
+    ApiError, CertsResponse, DeviceInfo, DeviceMetrics, LogAck, RegisterRequest, RegisterResponse,
+    SignedEnvelope, API_PREFIX, BATCH_HEADER,
+};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use reqwest::{Response, StatusCode};
+
+use crate::error::{chain, CloudError};
+use crate::tls::client_config;
+
+/// What a config long-poll returned.
+#[derive(Clone, Debug)]
+pub enum Poll {
+    /// A config other than the one asked about (not yet verified).
+    Changed {
+        /// The envelope.
+        envelope: SignedEnvelope,
+        /// Its ETag, unquoted.
+        etag: Option<String>,
+    },
+    /// Nothing newer within the wait.
+    NotModified,
+    /// The controller has no config for this device yet.
+    Empty,
+}
+
+/// A controller client with one TLS identity.
+#[derive(Clone, Debug)]
+pub struct Client {
+    server: String,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of `server` (`host:port`) trusting only `root_pem`,
+    /// presenting `identity` (cert PEM, key PEM) when given.
+    pub fn new(
+        server: &str,
+        root_pem: &[u8],
+        identity: Option<(&[u8], &[u8])>,
+    ) -> Result<Self, CloudError> {
+        let tls = client_config(root_pem, identity)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .user_agent(concat!("outpost/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CloudError::Tls(chain(&e)))?;
+        Ok(Client {
+            server: server.to_owned(),
+            base: format!("https://{server}{API_PREFIX}"),
+            http,
+        })
+    }
+
+    /// `host:port`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn transport(&self, e: reqwest::Error) -> CloudError {
+        CloudError::Transport {
+            server: self.server.clone(),
+            detail: chain(&e),
+        }
+    }
+
+    async fn check(&self, what: &str, r: Response) -> Result<Response, CloudError> {
+        let status = r.status();
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            return Ok(r);
+        }
+        let body = r.bytes().await.unwrap_or_default();
+        let message = serde_json::from_slice::<ApiError>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
+        Err(CloudError::Status {
+            status: status.as_u16(),
+            what: what.to_owned(),
+            message,
+        })
+    }
+
+    /// `GET /ping`.
+    pub async fn ping(&self) -> Result<(), CloudError> {
+        let r = self
+            .http
+            .get(format!("{}/ping", self.base))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        self.check("GET /ping", r).await.map(drop)
+    }
+
+    /// `GET /certs`: the signing certificate, PEM.
+    pub async fn signing_cert(&self) -> Result<String, CloudError> {
+        let r = self
+            .http
+            .get(format!("{}/certs", self.base))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let r = self.check("GET /certs", r).await?;
+        let c: CertsResponse = r.json().await.map_err(|e| self.transport(e))?;
+        Ok(c.signing_cert_pem)
+    }
+
+    /// `POST /register` (with the onboarding identity).
+    pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, CloudError> {
+        let r = self
+            .http
+            .post(format!("{}/register", self.base))
+            .json(req)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let r = self.check("POST /register", r).await?;
+        r.json().await.map_err(|e| self.transport(e))
+    }
+
+    /// `GET /devices/<uuid>/config?wait=`: waits up to `wait` for a config
+    /// whose ETag is not `etag`.
+    pub async fn poll_config(
+        &self,
+        uuid: &str,
+        etag: Option<&str>,
+        wait: Duration,
+    ) -> Result<Poll, CloudError> {
+        let mut req = self
+            .http
+            .get(format!(
+                "{}/devices/{uuid}/config?wait={}",
+                self.base,
+                wait.as_secs()
+            ))
+            .timeout(wait + Duration::from_secs(30));
+        if let Some(t) = etag {
+            req = req.header(IF_NONE_MATCH, format!("\"{t}\""));
+        }
+        let r = req.send().await.map_err(|e| self.transport(e))?;
+        let r = self.check("GET config", r).await?;
+        match r.status() {
+            StatusCode::NOT_MODIFIED => Ok(Poll::NotModified),
+            StatusCode::NO_CONTENT => Ok(Poll::Empty),
+            _ => {
+                let etag = r
+                    .headers()
+                    .get(ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| s.trim_matches('"').to_owned());
+                let envelope = r.json().await.map_err(|e| self.transport(e))?;
+                Ok(Poll::Changed { envelope, etag })
+            }
+        }
+    }
+
+    /// `POST /devices/<uuid>/info`.
+    pub async fn post_info(&self, uuid: &str, info: &DeviceInfo) -> Result<(), CloudError> {
+        let r = self
+            .http
+            .post(format!("{}/devices/{uuid}/info", self.base))
+            .json(info)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        self.check("POST info", r).await.map(drop)
+    }
+
+    /// `POST /devices/<uuid>/metrics`.
+    pub async fn post_metrics(&self, uuid: &str, m: &DeviceMetrics) -> Result<(), CloudError> {
+        let r = self
+            .http
+            .post(format!("{}/devices/{uuid}/metrics", self.base))
+            .json(m)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        self.check("POST metrics", r).await.map(drop)
+    }
+
+    /// `POST /devices/<uuid>/logs`: one gzip'd batch of JSON lines.
+    pub async fn post_logs(
+        &self,
+        uuid: &str,
+        seq: u64,
+        gzipped: Vec<u8>,
+    ) -> Result<LogAck, CloudError> {
+        let r = self
+            .http
+            .post(format!("{}/devices/{uuid}/logs", self.base))
+            .header(CONTENT_TYPE, "application/x-ndjson")
+            .header(CONTENT_ENCODING, "gzip")
+            .header(BATCH_HEADER, seq.to_string())
+            .body(gzipped)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let r = self.check("POST logs", r).await?;
+        r.json().await.map_err(|e| self.transport(e))
+    }
+}

@@ -1,0 +1,74 @@
+//! Outpost's reference controller (EVE's counterpart is Adam): onboarding
+//! over mutual TLS, signed device configs delivered by long-poll, and
+//! storage of what devices upload (info, metrics, logs). The wire format is
+//! `outpost_api::cloud`; `docs/api.md` is its prose.
+//!
+//! * [`init::init`] makes the state directory: a root CA (P-256, 10 years)
+//!   that issues the TLS server certificate, the config **signing**
+//!   certificate (code-signing EKU, its own key), the onboarding
+//!   certificate and, later, every device certificate; the redb database;
+//!   and the device `/config` bundle.
+//! * [`server::Server`] serves the device API (rustls, TLS 1.2/1.3; client
+//!   certificates verified against the root CA and identified by the
+//!   SHA-256 of their DER) and the admin API on a root-only unix socket,
+//!   which the `device …` commands use because redb is single-process.
+//! * [`state::Controller`] keeps devices and each one's current signed
+//!   config in memory, in front of [`db::Db`]; a config long-poll waits on
+//!   the device's `tokio::sync::watch` channel, so hundreds of waiting
+//!   devices cost one task each and no polling (`tests/fleet.rs`: 500
+//!   waiting devices all hold a `set-config --all` within ~0.15 s).
+//! * Generations: each change takes the device's previous generation + 1
+//!   (previous = the higher of the last one set and the one the device
+//!   reports in effect); bootstrap configs always carry 0.
+//!
+//! # State directory
+//!
+//! | file | what |
+//! |---|---|
+//! | `ca.cert.pem`, `ca.key.pem` | root CA: the devices' only trust anchor; signs every other certificate |
+//! | `server.cert.pem`, `server.key.pem` | TLS server certificate (leaf first, then any intermediates), serverAuth, SANs = host of `--server` + every `--name` |
+//! | `signing.cert.pem`, `signing.key.pem` | config signing certificate, codeSigning (what `GET /api/v1/certs` returns) |
+//! | `onboard.cert.pem`, `onboard.key.pem` | onboarding certificate, clientAuth (copied into the bundle) |
+//! | `controller.redb` | devices, onboarding list, configs, info, metrics, logs, settings |
+//! | `admin.sock` | admin API (0600), present while `serve` runs |
+//! | `device-config/` | default bundle dir: `server`, `root-certificate.pem`, `onboard.cert.pem`, `onboard.key.pem` |
+//!
+//! Keys are 0600 and the directory 0700. Each file is read when `serve`
+//! starts, so a test may replace one (an expired server certificate issued
+//! by the same CA with [`pki::Ca::issue`], say) and restart the server.
+//!
+//! # Current limitations
+//! * No certificate revocation list: deleting a device is what revokes its
+//!   certificates (they get 401). A device may hold up to four valid
+//!   certificates for its key at once (each registration issues one).
+//! * No key rotation command: the CA, server, signing and onboarding
+//!   certificates live 10 years; device certificates one year, renewed by
+//!   registering again with the same key.
+//! * Every upload is its own durable (fsync) redb transaction; with many
+//!   devices sending small log batches the disk's fsync rate is the bound.
+//! * `last seen` is kept in memory; after a restart it falls back to the
+//!   time of the device's last `info`.
+//! * HTTP/1.1 only (ALPN `http/1.1`); an idle keep-alive connection is closed
+//!   after the header timeout (10 s).
+//! * Operators are authorised by the admin socket's mode (root only); there
+//!   are no operator accounts or audit log beyond the tracing output.
+
+pub mod admin;
+pub mod bootstrap;
+pub mod db;
+pub mod document;
+pub mod error;
+pub mod init;
+pub mod layout;
+pub mod limits;
+pub mod names;
+pub mod pki;
+pub mod reply;
+pub mod server;
+pub mod signing;
+pub mod state;
+
+pub use error::{ControllerError, Result};
+pub use layout::StateDir;
+pub use limits::Limits;
+pub use server::{ServeOptions, Server};

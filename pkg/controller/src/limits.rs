@@ -1,0 +1,119 @@
+//! Bounds of the device API and the counters of what they refused.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Every bound the server enforces (defaults as `docs/api.md` says).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Concurrent TLS connections; more are closed at once and counted.
+    pub max_connections: usize,
+    /// TLS handshake + the first request's headers (and every later
+    /// request's headers, from when the connection goes idle).
+    pub header_timeout: Duration,
+    /// A whole request body.
+    pub body_timeout: Duration,
+    /// JSON request bodies.
+    pub max_json_body: usize,
+    /// Compressed log batches.
+    pub max_log_body: usize,
+    /// Decompressed log batches.
+    pub max_log_decompressed: usize,
+    /// Log lines kept per device.
+    pub log_lines_kept: u64,
+    /// Metrics samples kept per device.
+    pub metrics_kept: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_json_body: 1 << 20,
+            max_log_body: 4 << 20,
+            max_log_decompressed: 32 << 20,
+            log_lines_kept: crate::db::LOG_LINES_KEPT,
+            metrics_kept: crate::db::METRICS_KEPT,
+        }
+    }
+}
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Live counters (relaxed atomics).
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        /// A copy of [`Stats`] (`outpost-controller stats`).
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct StatsSnapshot {
+            $($(#[$doc])* #[serde(default)] pub $name: u64,)*
+        }
+
+        impl Stats {
+            /// Reads every counter.
+            pub fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl StatsSnapshot {
+            /// `(name, value)` pairs, in declaration order.
+            pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// TLS connections accepted.
+    connections_accepted,
+    /// Connections closed at once because `max_connections` were open.
+    connections_refused,
+    /// Connections open now.
+    connections_open,
+    /// TLS handshakes that did not finish within the header timeout.
+    handshake_timeouts,
+    /// TLS handshakes that failed (bad or untrusted client certificate, …).
+    handshake_failures,
+    /// Connections that ended with an HTTP error (header timeout, bad request line, …).
+    connection_errors,
+    /// Request bodies refused as too large (413).
+    bodies_too_large,
+    /// Request bodies that did not arrive within the body timeout.
+    body_timeouts,
+    /// Config long-polls waiting now.
+    long_polls_waiting,
+    /// Log batches stored.
+    log_batches_stored,
+    /// Log batches acknowledged again without storing (already held).
+    log_batches_duplicate,
+    /// Log lines stored.
+    log_lines_stored,
+    /// Stored log lines dropped to stay within the per-device bound.
+    log_lines_dropped,
+}
+
+/// Resolves once `stop` is (or becomes) `true`, or its sender is gone.
+pub async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = *stop.borrow_and_update();
+        if now || stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

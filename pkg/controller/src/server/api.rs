@@ -1,0 +1,176 @@
+//! The device API (`/api/v1/…`, see `docs/api.md`): routing and the
+//! per-endpoint authorization.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use outpost_api::cloud::{CertsResponse, DeviceInfo, DeviceMetrics, RegisterRequest, BATCH_HEADER};
+
+use super::body::{read_body, read_json};
+use super::config_poll::get_config;
+use crate::reply::Failure;
+use crate::state::{Caller, Controller};
+
+/// Who is on the other end of a connection (set per request by the
+/// connection handler).
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// SHA-256 (lowercase hex) of the client certificate DER, if one was presented.
+    pub fingerprint: Option<Arc<str>>,
+    /// The remote address.
+    pub addr: SocketAddr,
+}
+
+/// The device API router.
+pub fn router(controller: Arc<Controller>) -> Router {
+    Router::new()
+        .route("/api/v1/ping", get(ping))
+        .route("/api/v1/certs", get(certs))
+        .route("/api/v1/register", post(register))
+        .route("/api/v1/devices/{uuid}/config", get(get_config))
+        .route("/api/v1/devices/{uuid}/info", post(info))
+        .route("/api/v1/devices/{uuid}/metrics", post(metrics))
+        .route("/api/v1/devices/{uuid}/logs", post(logs))
+        .fallback(not_found)
+        .with_state(controller)
+}
+
+async fn not_found() -> Failure {
+    Failure::not_found(
+        "no such endpoint (the API is under /api/v1/, see docs/api.md)",
+        Vec::new(),
+    )
+}
+
+async fn ping() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+async fn certs(State(c): State<Arc<Controller>>) -> Json<CertsResponse> {
+    Json(CertsResponse {
+        signing_cert_pem: c.signing_cert_pem().to_owned(),
+    })
+}
+
+async fn register(
+    State(c): State<Arc<Controller>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    match c.caller(peer.fingerprint.as_deref()) {
+        Caller::Onboarding => {}
+        Caller::Anonymous => {
+            return Err(Failure::unauthorized(
+                "registration needs the onboarding certificate (none was presented)",
+            ))
+        }
+        Caller::Unknown => {
+            return Err(Failure::unauthorized(
+                "registration needs the onboarding certificate (this certificate is not it)",
+            ))
+        }
+        Caller::Device(slot) => {
+            return Err(Failure::forbidden(format!(
+                "device {} may not register; only the onboarding certificate may",
+                slot.uuid()
+            )))
+        }
+    }
+    let l = &c.limits;
+    let req: RegisterRequest = read_json(
+        &headers,
+        body,
+        l.max_json_body,
+        l.body_timeout,
+        &c.stats,
+        "RegisterRequest",
+    )
+    .await?;
+    let done = c.register(req).await?;
+    Ok((done.status, Json(done.response)).into_response())
+}
+
+async fn info(
+    State(c): State<Arc<Controller>>,
+    Extension(peer): Extension<Peer>,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, Failure> {
+    let slot = c.authorize_device(peer.fingerprint.as_deref(), &uuid)?;
+    let l = &c.limits;
+    let info: DeviceInfo = read_json(
+        &headers,
+        body,
+        l.max_json_body,
+        l.body_timeout,
+        &c.stats,
+        "DeviceInfo",
+    )
+    .await?;
+    c.store_info(&slot, info).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn metrics(
+    State(c): State<Arc<Controller>>,
+    Extension(peer): Extension<Peer>,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, Failure> {
+    let slot = c.authorize_device(peer.fingerprint.as_deref(), &uuid)?;
+    let l = &c.limits;
+    let metrics: DeviceMetrics = read_json(
+        &headers,
+        body,
+        l.max_json_body,
+        l.body_timeout,
+        &c.stats,
+        "DeviceMetrics",
+    )
+    .await?;
+    c.store_metrics(&slot, metrics).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn logs(
+    State(c): State<Arc<Controller>>,
+    Extension(peer): Extension<Peer>,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    let slot = c.authorize_device(peer.fingerprint.as_deref(), &uuid)?;
+    let batch: u64 = headers
+        .get(BATCH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            Failure::bad_request(format!(
+                "header {BATCH_HEADER} with the batch number is required"
+            ))
+        })?;
+    let l = &c.limits;
+    let gz = read_body(&headers, body, l.max_log_body, l.body_timeout, &c.stats).await?;
+    let max = l.max_log_decompressed;
+    let lines = tokio::task::spawn_blocking(move || crate::state::decode_log_batch(&gz, max))
+        .await
+        .map_err(Failure::internal)?;
+    let lines = match lines {
+        Err(f) if f.status == StatusCode::PAYLOAD_TOO_LARGE => {
+            crate::limits::Stats::bump(&c.stats.bodies_too_large);
+            return Err(f);
+        }
+        other => other?,
+    };
+    let ack = c.store_logs(&slot, batch, lines).await?;
+    Ok(Json(ack).into_response())
+}

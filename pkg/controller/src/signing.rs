@@ -1,0 +1,88 @@
+//! Signed config envelopes: `ConfigPayload` JSON, signed with the signing
+//! key (ECDSA P-256 SHA-256, DER signature), wrapped in a `SignedEnvelope`.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use outpost_api::cloud::{ConfigPayload, SignedEnvelope, ALG_ECDSA_P256_SHA256};
+use rcgen::{KeyPair, SigningKey};
+
+use crate::error::{ControllerError, Result};
+use crate::layout::{self, StateDir};
+use crate::pki;
+
+/// The signing key and the fingerprint of its certificate.
+pub struct Signer {
+    key: KeyPair,
+    cert_pem: String,
+    fingerprint: String,
+}
+
+/// A signed payload, ready to serve.
+#[derive(Clone, Debug)]
+pub struct Signed {
+    /// The envelope.
+    pub envelope: SignedEnvelope,
+    /// Lowercase hex SHA-256 of the payload bytes (the ETag, unquoted).
+    pub etag: String,
+}
+
+impl Signer {
+    /// Loads `signing.key.pem` and `signing.cert.pem` from the state dir.
+    pub fn load(state: &StateDir) -> Result<Signer> {
+        let key_path = state.file(layout::SIGNING_KEY);
+        let cert_path = state.file(layout::SIGNING_CERT);
+        let key = KeyPair::from_pem(&pki::read_to_string(&key_path)?)
+            .map_err(ControllerError::pki(key_path.display().to_string()))?;
+        if key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
+            return Err(ControllerError::Pki {
+                what: key_path.display().to_string(),
+                message: "the signing key must be ECDSA P-256".into(),
+            });
+        }
+        let cert_pem = pki::read_to_string(&cert_path)?;
+        let fingerprint = pki::cert_file_fingerprint(&cert_path)?;
+        Ok(Signer {
+            key,
+            cert_pem,
+            fingerprint,
+        })
+    }
+
+    /// The signing certificate, PEM (what `GET /api/v1/certs` answers).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Lowercase hex SHA-256 of the signing certificate DER.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Serialises and signs `payload`.
+    pub fn sign(&self, payload: &ConfigPayload) -> Result<Signed> {
+        let bytes = serde_json::to_vec(payload).map_err(|e| ControllerError::Pki {
+            what: "config payload".into(),
+            message: e.to_string(),
+        })?;
+        let signature = self
+            .key
+            .sign(&bytes)
+            .map_err(ControllerError::pki("signing a config payload"))?;
+        Ok(Signed {
+            etag: pki::sha256_hex(&bytes),
+            envelope: SignedEnvelope {
+                payload: BASE64.encode(&bytes),
+                signer: self.fingerprint.clone(),
+                alg: ALG_ECDSA_P256_SHA256.to_owned(),
+                signature: BASE64.encode(signature),
+            },
+        })
+    }
+}
+
+/// The current time, RFC 3339 (UTC).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
