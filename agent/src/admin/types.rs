@@ -19,6 +19,39 @@ pub struct Info {
     pub user_containerd_restarts: u32,
     /// Task events dropped because the loop fell behind (it resyncs then).
     pub events_dropped: u64,
+    /// Why the last config document was refused, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+    /// The controller connection, when `/config/server` names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<ControllerView>,
+}
+
+/// The controller connection as `outpost status` shows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ControllerView {
+    /// `host:port`.
+    pub server: String,
+    /// Device UUID, once registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Device name on the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `onboarding`, `connected`, `unreachable`.
+    pub state: String,
+    /// Seconds since the controller last answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact_secs_ago: Option<u64>,
+    /// The last error talking to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Log batches waiting to be uploaded.
+    pub log_batches_queued: u64,
+    /// Log batches dropped because the queue was full (ever).
+    pub log_batches_dropped: u64,
+    /// Lines in them.
+    pub log_lines_dropped: u64,
 }
 
 /// `GET /v1/apps/{app}` when the app is unknown.

@@ -40,6 +40,24 @@ struct Args {
     /// Seconds before an image no config uses is deleted.
     #[arg(long, default_value_t = 600)]
     image_gc_secs: u64,
+    /// Controller config long-poll: seconds the controller may hold a request.
+    #[arg(long, default_value_t = 60)]
+    controller_wait_secs: u64,
+    /// Seconds between info reports (they are also sent on every change).
+    #[arg(long, default_value_t = 60)]
+    info_interval_secs: u64,
+    /// Seconds between metrics reports.
+    #[arg(long, default_value_t = 60)]
+    metrics_interval_secs: u64,
+    /// Longest a log line waits before its batch is uploaded, milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    log_flush_ms: u64,
+    /// Bound of the on-disk log upload queue, MiB (oldest batches dropped, counted).
+    #[arg(long, default_value_t = 16)]
+    log_queue_mib: u64,
+    /// Longest reconnect backoff to the controller, seconds.
+    #[arg(long, default_value_t = 60)]
+    controller_backoff_max_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +114,17 @@ async fn main() -> anyhow::Result<()> {
         images: a.images,
         containerd: a.containerd,
         loop_options: lo,
+        cloud: daemon::cloud::CloudOptions {
+            poll_wait: Duration::from_secs(
+                a.controller_wait_secs
+                    .clamp(1, outpost_api::cloud::MAX_WAIT_SECS),
+            ),
+            info_interval: Duration::from_secs(a.info_interval_secs.max(1)),
+            metrics_interval: Duration::from_secs(a.metrics_interval_secs.max(1)),
+            log_flush: Duration::from_millis(a.log_flush_ms.max(10)),
+            logq_bytes: a.log_queue_mib.max(1) << 20,
+            backoff_max: Duration::from_secs(a.controller_backoff_max_secs.max(1)),
+        },
     })
     .await
 }

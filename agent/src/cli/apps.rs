@@ -275,6 +275,30 @@ impl Ctx {
                 if let (Some(g), Some(src)) = (i.config_generation, i.config_source) {
                     println!("config generation {g} from {src}");
                 }
+                if let Some(e) = i.config_error {
+                    println!("last config refused: {e}");
+                }
+                match i.controller {
+                    Some(c) => {
+                        let who = match (c.name, c.uuid) {
+                            (Some(n), Some(u)) => format!(" as {n} ({u})"),
+                            _ => String::new(),
+                        };
+                        let seen = c
+                            .last_contact_secs_ago
+                            .map(|s| format!(", last answer {s}s ago"))
+                            .unwrap_or_default();
+                        println!("controller {}{who}: {}{seen}", c.server, c.state);
+                        if let Some(e) = c.last_error {
+                            println!("  last error: {e}");
+                        }
+                        println!(
+                            "  log upload queue: {} batches; dropped {} batches ({} lines)",
+                            c.log_batches_queued, c.log_batches_dropped, c.log_lines_dropped
+                        );
+                    }
+                    None => println!("controller: none configured"),
+                }
             }
             _ => println!("outpostd not reachable"),
         }

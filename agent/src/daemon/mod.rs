@@ -2,6 +2,7 @@
 //! sources, the admin API and the reconcile loop together.
 
 pub mod checks;
+pub mod cloud;
 pub mod executor;
 pub mod images;
 pub mod logs;
@@ -42,6 +43,8 @@ pub struct Options {
     pub containerd: PathBuf,
     /// Loop settings.
     pub loop_options: LoopOptions,
+    /// Controller link settings (used when `/config/server` exists).
+    pub cloud: cloud::CloudOptions,
 }
 
 /// Runs the agent until SIGTERM/SIGINT. Apps keep running when it exits:
@@ -106,6 +109,9 @@ pub async fn run(opts: Options) -> Result<()> {
         started: Instant::now(),
         instance_restarts: instance_restarts.clone(),
         events_dropped: Arc::new(AtomicU64::new(0)),
+        config_error: RwLock::new(None),
+        status_changed: Notify::new(),
+        cloud: RwLock::new(None),
         downloads: Default::default(),
     });
 
@@ -123,6 +129,7 @@ pub async fn run(opts: Options) -> Result<()> {
         .config_file
         .clone()
         .map(|p| source::watch_file(p, tx.clone()));
+    cloud::start(shared.clone(), tx.clone(), opts.cloud.clone());
     let events = outpost_runtime::events::subscribe(client, 256);
     {
         let (dropped, shared_dropped) = (events.dropped.clone(), shared.events_dropped.clone());

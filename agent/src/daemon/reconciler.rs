@@ -156,10 +156,14 @@ impl Reconciler {
                 tracing::info!(origin = %next.origin, generation = next.config.generation, apps = next.config.apps.len(), rejected = next.rejected.len(), "config accepted");
                 self.healthy_since = None;
                 *self.shared.current.write().unwrap() = Some(next);
+                *self.shared.config_error.write().unwrap() = None;
+                self.shared.status_changed.notify_one();
                 true
             }
             Err(e) => {
                 tracing::error!("{e}; the config in effect keeps running");
+                *self.shared.config_error.write().unwrap() = Some(e.to_string());
+                self.shared.status_changed.notify_one();
                 false
             }
         }
@@ -451,7 +455,15 @@ impl Reconciler {
             };
             statuses.insert(u.uuid.clone(), status);
         }
-        *self.shared.statuses.write().unwrap() = statuses;
+        let changed = {
+            let mut cur = self.shared.statuses.write().unwrap();
+            let changed = *cur != statuses;
+            *cur = statuses;
+            changed
+        };
+        if changed {
+            self.shared.status_changed.notify_one();
+        }
     }
 
     /// Whether a VNC password is in effect (config, else the image label).

@@ -54,6 +54,14 @@ pub struct Shared {
     pub instance_restarts: Arc<AtomicU32>,
     /// Task events dropped because the loop was behind.
     pub events_dropped: Arc<AtomicU64>,
+    /// Why the last config document was refused (cleared by the next
+    /// accepted one).
+    pub config_error: RwLock<Option<String>>,
+    /// Notified when an app status or the config changes (the controller
+    /// client uploads info then).
+    pub status_changed: Notify,
+    /// The controller connection, when one is configured.
+    pub cloud: RwLock<Option<crate::daemon::cloud::CloudLink>>,
     /// Image pulls in progress, by image reference.
     pub downloads: std::sync::Mutex<
         BTreeMap<String, tokio::sync::watch::Receiver<outpost_runtime::pull::PullProgress>>,
@@ -199,6 +207,8 @@ impl Shared {
             uptime_secs: self.started.elapsed().as_secs(),
             user_containerd_restarts: self.instance_restarts.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            config_error: self.config_error.read().unwrap().clone(),
+            controller: self.cloud.read().unwrap().as_ref().map(|c| c.view()),
         }
     }
 }

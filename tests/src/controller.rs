@@ -1,0 +1,205 @@
+//! `outpost-controller` as a process: a private state directory, real TLS
+//! on a loopback port, its admin CLI.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::workspace_bin;
+
+/// A reference controller under a temp state directory.
+pub struct Controller {
+    /// State directory.
+    pub state: tempfile::TempDir,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    /// The server process.
+    pub child: Option<Child>,
+}
+
+/// A free loopback port (bound and released; good enough on a test box).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Controller {
+    /// `outpost-controller init` with open onboarding plus `extra` flags.
+    pub fn init(extra: &[&str]) -> Controller {
+        let state = tempfile::Builder::new()
+            .prefix("outpost-c")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let c = Controller {
+            state,
+            addr,
+            child: None,
+        };
+        let mut args = vec![
+            "init",
+            "--server",
+            c.addr.as_str(),
+            "--name",
+            "localhost",
+            "--open-onboarding",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = c.cli(&args);
+        assert_eq!(code, 0, "controller init failed:\n{out}\n{err}");
+        c
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// The device bundle `init` wrote.
+    pub fn bundle(&self) -> PathBuf {
+        self.dir().join("device-config")
+    }
+
+    /// Copies the bundle into a device's `/config`, with a serial number.
+    pub fn install_bundle(&self, config_dir: &Path, serial: &str) {
+        std::fs::create_dir_all(config_dir).unwrap();
+        for e in std::fs::read_dir(self.bundle()).unwrap().flatten() {
+            std::fs::copy(e.path(), config_dir.join(e.file_name())).unwrap();
+        }
+        std::fs::write(config_dir.join("serial"), serial).unwrap();
+    }
+
+    /// Starts `serve` and waits until it listens.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "controller already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir().join("serve.log"))
+            .unwrap();
+        let mut child = Command::new(workspace_bin("outpost-controller"))
+            .arg("--state")
+            .arg(self.dir())
+            .arg("serve")
+            .arg("--listen")
+            .arg(&self.addr)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .env("RUST_LOG", "info")
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(out);
+            let mut line = String::new();
+            let mut told = false;
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if !told && line.contains("listening on") {
+                    let _ = tx.send(());
+                    told = true;
+                }
+                line.clear();
+            }
+        });
+        self.child = Some(child);
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            panic!("controller did not start:\n{}", self.log());
+        }
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("serve.log")).unwrap_or_default()
+    }
+
+    /// SIGTERMs the server and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs the admin CLI: exit code, stdout, stderr.
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(workspace_bin("outpost-controller"))
+            .arg("--state")
+            .arg(self.dir())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `device list --json`.
+    pub fn devices(&self) -> Vec<serde_json::Value> {
+        let (code, out, err) = self.cli(&["device", "list", "--json"]);
+        assert_eq!(code, 0, "device list: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("device list --json: {e}: {out}"))
+    }
+
+    /// Waits for a device with `serial` to be registered; returns its UUID.
+    pub fn wait_device(&self, serial: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(d) = self
+                .devices()
+                .into_iter()
+                .find(|d| d["serial"].as_str() == Some(serial))
+            {
+                return d["uuid"].as_str().unwrap().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "device {serial} did not register:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `device set-config` with `yaml`.
+    pub fn set_config(&self, device: &str, yaml: &str) -> (i32, String, String) {
+        let f = self
+            .dir()
+            .join(format!("upload-{}.yaml", uuid::Uuid::new_v4()));
+        std::fs::write(&f, yaml).unwrap();
+        self.cli(&["device", "set-config", device, f.to_str().unwrap()])
+    }
+
+    /// `device status --json`.
+    pub fn status(&self, device: &str) -> serde_json::Value {
+        let (code, out, err) = self.cli(&["device", "status", device, "--json"]);
+        assert_eq!(code, 0, "device status: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("device status --json: {e}: {out}"))
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
