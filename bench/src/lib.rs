@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub mod controller;
+
 /// Median of a sample (sorted copy).
 pub fn median(samples: &[Duration]) -> Duration {
     percentile(samples, 50.0)

@@ -31,7 +31,9 @@ struct Device {
 }
 
 impl Device {
-    fn start(bin: &Path, images: &Path) -> Result<Device> {
+    /// A device watching a local config file, or (with `bundle`) one that
+    /// takes its config from the controller whose `/config` bundle it is.
+    fn start(bin: &Path, images: &Path, bundle: Option<&Path>) -> Result<Device> {
         let dir = tempfile::Builder::new()
             .prefix("outpost-bench-agent")
             .tempdir_in("/tmp")?;
@@ -51,16 +53,22 @@ impl Device {
             .spawn()
             .context("starting memlogd")?;
         let log = std::fs::File::create(l.root().join("outpostd.log"))?;
-        let agent = Command::new(bin.join("outpostd"))
-            .arg("--root")
-            .arg(l.root())
-            .arg("--config-file")
-            .arg(l.root().join("etc/device.yaml"))
-            .arg("--images")
-            .arg(images)
-            .stderr(log)
-            .spawn()
-            .context("starting outpostd")?;
+        let mut cmd = Command::new(bin.join("outpostd"));
+        cmd.arg("--root").arg(l.root()).arg("--images").arg(images);
+        match bundle {
+            Some(b) => {
+                std::fs::create_dir_all(l.config_dir())?;
+                for e in std::fs::read_dir(b)?.flatten() {
+                    std::fs::copy(e.path(), l.config_dir().join(e.file_name()))?;
+                }
+                std::fs::write(l.config_dir().join("serial"), "bench-push")?;
+            }
+            None => {
+                cmd.arg("--config-file")
+                    .arg(l.root().join("etc/device.yaml"));
+            }
+        }
+        let agent = cmd.stderr(log).spawn().context("starting outpostd")?;
         let admin = AdminClient::new(&l.agent_run().join(outpost_agent::admin::SOCKET_NAME));
         Ok(Device {
             dir,
@@ -190,7 +198,7 @@ async fn main() -> Result<()> {
     );
     let mut idle = None;
     for (i, &n) in ns.iter().enumerate() {
-        let mut dev = Device::start(&bin, images)?;
+        let dev = Device::start(&bin, images, None)?;
         dev.wait("agent up", |_| true).await?;
         while dev
             .admin
@@ -231,17 +239,131 @@ async fn main() -> Result<()> {
         // Remove the apps through the agent, then stop everything.
         dev.write_config(3, "")?;
         dev.wait("apps removed", |l| l.is_empty()).await?;
-        let _ = Command::new("kill")
-            .arg(dev.agent.id().to_string())
-            .status();
-        let _ = dev.agent.wait();
-        let root = dev.dir.path().display().to_string();
-        let _ = Command::new("pkill").args(["-f", &root]).status();
-        let _ = dev.memlogd.kill();
-        let _ = dev.memlogd.wait();
+        dev.stop();
     }
     if let Some((n, rss, cpu)) = idle {
         println!("outpostd at idle with {n} apps (10 s window): RSS {:.1} MiB, CPU {cpu:.2}% of one core", rss as f64 / 1024.0);
     }
+    push_latency(&bin, images, 20).await
+}
+
+impl Device {
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.agent.id().to_string())
+            .status();
+        let _ = self.agent.wait();
+        let root = self.dir.path().display().to_string();
+        let _ = Command::new("pkill").args(["-f", &root]).status();
+        let _ = self.memlogd.kill();
+        let _ = self.memlogd.wait();
+    }
+
+    /// Start time of `name`'s current run, when RUNNING.
+    async fn started(&self, name: &str) -> Option<String> {
+        self.apps()
+            .await
+            .into_iter()
+            .find(|a| a.display_name == name && a.state == SwState::Running)
+            .and_then(|a| a.domain)
+            .and_then(|d| d.started_at)
+            .map(|t| t.to_string())
+    }
+
+    /// Applies `apply(counter)` for counters 1..=n and times each until the
+    /// restarted task is RUNNING.
+    async fn restart_times(
+        &self,
+        n: u64,
+        mut apply: impl FnMut(u64) -> Result<()>,
+    ) -> Result<Vec<Duration>> {
+        let mut out = Vec::new();
+        for k in 1..=n {
+            let before = self.started("push").await;
+            let t = Instant::now();
+            apply(k)?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let now = self.started("push").await;
+                if now.is_some() && now != before {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("restart {k} did not happen");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            out.push(t.elapsed());
+        }
+        Ok(out)
+    }
+}
+
+fn push_app(counter: u64) -> String {
+    format!(
+        "  - uuid: 5e1f0c2a-7b3d-4e9a-8c6f-{:012x}\n    version: \"1\"\n    display_name: push\n    app_num: 1\n    image: sh:latest\n    resources: {{ memory_kib: 16384, vcpus: 1 }}\n    stop_timeout: 2s\n    restart_counter: {counter}\n",
+        std::process::id()
+    )
+}
+
+/// Time from a config change (restart counter) to the new task RUNNING:
+/// through the controller (`device set-config`, signed, long-poll) beside
+/// the same change written to a local config file, same run.
+async fn push_latency(bin: &Path, images: &Path, n: u64) -> Result<()> {
+    use outpost_bench::controller::Controller;
+    let ctl = Controller::start(&bin.join("outpost-controller"))?;
+    let dev = Device::start(bin, images, Some(&ctl.bundle()))?;
+    let cfg = dev.dir.path().join("push.yaml");
+    let set = |counter: u64| -> Result<()> {
+        std::fs::write(&cfg, format!("apps:\n{}", push_app(counter)))?;
+        ctl.cli(&["device", "set-config", "bench-push", cfg.to_str().unwrap()])?;
+        Ok(())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ctl.cli(&["device", "status", "bench-push"]).is_err() {
+        if Instant::now() > deadline {
+            bail!("the device did not register");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    set(0)?;
+    dev.wait("push RUNNING", |l| {
+        l.iter().any(|a| a.state == SwState::Running)
+    })
+    .await?;
+    let via_ctl = dev.restart_times(n, set).await?;
+    std::fs::write(&cfg, "apps: []\n")?;
+    ctl.cli(&["device", "set-config", "bench-push", cfg.to_str().unwrap()])?;
+    dev.wait("apps removed", |l| l.is_empty()).await?;
+    dev.stop();
+    drop(ctl);
+
+    let dev = Device::start(bin, images, None)?;
+    dev.write_config(2, &push_app(0))?;
+    dev.wait("push RUNNING", |l| {
+        l.iter().any(|a| a.state == SwState::Running)
+    })
+    .await?;
+    let via_file = dev
+        .restart_times(n, |k| dev.write_config(2 + k, &push_app(k)))
+        .await?;
+    dev.write_config(1000, "")?;
+    dev.wait("apps removed", |l| l.is_empty()).await?;
+    dev.stop();
+
+    println!();
+    println!(
+        "config change → restarted task RUNNING, median of {n} (controller long-poll wait 60 s; EVE polls every 18–60 s)"
+    );
+    outpost_bench::row(
+        "controller set-config vs local file",
+        outpost_bench::median(&via_ctl),
+        outpost_bench::median(&via_file),
+    );
+    println!(
+        "p90: {} via the controller, {} via the file",
+        ms(outpost_bench::percentile(&via_ctl, 90.0)),
+        ms(outpost_bench::percentile(&via_file, 90.0))
+    );
     Ok(())
 }

@@ -8,115 +8,16 @@
 //! `cargo build --release --workspace && target/release/bench-fleet [M]`
 //! (default M = 500; uses `outpost-controller` from the same directory).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use outpost_api::cloud::RegisterRequest;
+use outpost_bench::controller::Controller;
 use outpost_bench::{ms, percentile};
 use outpost_cloud::{Client, IdentityStore, Poll, Verifier};
 use tokio::sync::{watch, Mutex};
-
-struct Controller {
-    state: tempfile::TempDir,
-    child: Child,
-    addr: String,
-    bin: PathBuf,
-}
-
-impl Controller {
-    fn start(bin: &Path) -> Result<Controller> {
-        let state = tempfile::Builder::new()
-            .prefix("outpost-bench-ctl")
-            .tempdir_in("/tmp")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let st = Command::new(bin)
-            .arg("--state")
-            .arg(state.path())
-            .args(["init", "--server", &addr, "--open-onboarding"])
-            .stdout(Stdio::null())
-            .status()?;
-        if !st.success() {
-            bail!("outpost-controller init failed");
-        }
-        let mut child = Command::new(bin)
-            .arg("--state")
-            .arg(state.path())
-            .args(["serve", "--listen", &addr])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .env("RUST_LOG", "warn")
-            .spawn()?;
-        let out = child.stdout.take().unwrap();
-        let mut line = String::new();
-        let mut r = std::io::BufReader::new(out);
-        use std::io::BufRead;
-        while !line.contains("listening on") {
-            line.clear();
-            if r.read_line(&mut line)? == 0 {
-                bail!("controller exited before listening");
-            }
-        }
-        std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::sink()));
-        Ok(Controller {
-            state,
-            child,
-            addr,
-            bin: bin.to_path_buf(),
-        })
-    }
-
-    fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.bin)
-            .arg("--state")
-            .arg(self.state.path())
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "outpost-controller {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn bundle(&self) -> PathBuf {
-        self.state.path().join("device-config")
-    }
-
-    /// (RSS KiB, CPU seconds user+system).
-    fn usage(&self) -> (u64, f64) {
-        let pid = self.child.id();
-        let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0);
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-        (rss, ticks as f64 / 100.0)
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn raise_nofile() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -214,12 +115,15 @@ async fn main() -> Result<()> {
     let (target_tx, target_rx) = watch::channel(0u64);
     let got: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
     let polling = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Set before the controller goes away at the end: errors are expected then.
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for s in sims {
-        let (v, got, target_rx, polling) = (
+        let (v, got, target_rx, polling, finished) = (
             verifier.clone(),
             got.clone(),
             target_rx.clone(),
             polling.clone(),
+            finished.clone(),
         );
         tokio::spawn(async move {
             let mut etag: Option<String> = None;
@@ -247,6 +151,7 @@ async fn main() -> Result<()> {
                         }
                     }
                     Ok(_) => {}
+                    Err(_) if finished.load(std::sync::atomic::Ordering::Relaxed) => return,
                     Err(e) => {
                         eprintln!("device {}: {e}", s.uuid);
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -293,6 +198,7 @@ async fn main() -> Result<()> {
             cpu2 - cpu1,
         ));
     }
+    finished.store(true, std::sync::atomic::Ordering::Relaxed);
     println!();
     println!(
         "fleet of {m} devices long-polling (wait 120 s) one reference controller, 2-core machine"

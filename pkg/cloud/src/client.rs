@@ -48,7 +48,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
+            // The controller closes connections idle for 10 s (its header
+            // deadline); never reuse one that may be closing.
+            .pool_idle_timeout(Duration::from_secs(5))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .user_agent(concat!("outpost/", env!("CARGO_PKG_VERSION")))
             .build()
