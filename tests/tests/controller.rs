@@ -435,3 +435,45 @@ async fn untrusted_or_invalid_controller_certificates_are_refused() {
     env.teardown().await;
     ctl.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_older_generation_is_refused() {
+    let mut ctl = Controller::init(&[]);
+    ctl.start();
+    let (mut env, serial) = device(&ctl, true);
+    env.start_agent_with(false);
+    let dev = ctl.wait_device(&serial, Duration::from_secs(60));
+    let hello = app_yaml(&env.uuid(1), "hello", 1, "hello", "");
+    assert_eq!(ctl.set_config(&dev, &format!("apps:\n{hello}")).0, 0);
+    env.wait_running(&["hello"], Duration::from_secs(90));
+
+    // A backup of the controller taken at generation 1 …
+    ctl.stop();
+    let db = ctl.dir().join("controller.redb");
+    let backup = ctl.dir().join("controller.redb.gen1");
+    std::fs::copy(&db, &backup).unwrap();
+    ctl.start();
+    let other = app_yaml(&env.uuid(2), "other", 2, "hello", "");
+    assert_eq!(ctl.set_config(&dev, &format!("apps:\n{hello}{other}")).0, 0);
+    env.wait_running(&["hello", "other"], Duration::from_secs(90));
+
+    // … restored: the controller now serves the (validly signed) generation 1.
+    ctl.stop();
+    std::fs::copy(&backup, &db).unwrap();
+    ctl.start();
+    wait_until("the replay refused", Duration::from_secs(60), || {
+        env.outpost(&["version"])
+            .1
+            .contains("older than the applied generation 2")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let l = env.list();
+    assert_eq!(l.len(), 2, "the replayed config changed nothing: {l:?}");
+    assert!(l.iter().all(|a| a.state == SwState::Running), "{l:?}");
+    assert!(env
+        .outpost(&["version"])
+        .1
+        .contains("config generation 2 from controller"));
+    env.teardown().await;
+    ctl.stop();
+}
