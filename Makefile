@@ -21,6 +21,20 @@ build: deps
 images:
 	cargo run --release -p outpost-ocibuild -- build-all images -o target/images
 
+## image: the bootable device image from linuxkit/outpost.yml (kernel, initrd,
+## squashfs root, GPT disk) in <target>/image; /config from linuxkit/config
+.PHONY: image image-test
+image: deps
+	cargo build --release -p outpost-agent -p memlogd -p outpost-mkimage
+	T="$${CARGO_TARGET_DIR:-target}"; "$$T/release/outpost-mkimage" build linuxkit/outpost.yml \
+	  -o "$$T/image" --config-dir linuxkit/config --target-dir "$$T"
+
+## image-test: build the image and boot it in QEMU: local config, checkpoint,
+## then onboarding to outpost-controller (linuxkit/mkimage/tests/boot.rs)
+image-test: deps
+	cargo build --release -p outpost-agent -p memlogd -p outpost-controller
+	OUTPOST_IMAGE_TEST=1 cargo test --release -p outpost-mkimage --test boot -- --nocapture
+
 ## bench: every benchmark, each printing Outpost beside a same-run baseline
 bench: deps
 	cargo build --release --workspace
@@ -28,6 +42,8 @@ bench: deps
 	target/release/bench-memlogd
 	target/release/bench-pull
 	target/release/bench-agent 10 50
+	target/release/bench-fleet 500
+	target/release/bench-net 20
 
 lint:
 	cargo fmt --all -- --check

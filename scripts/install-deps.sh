@@ -21,6 +21,12 @@ PACKAGES=(
   ca-certificates
   docker-registry       # pull tests and bench run a real registry on loopback
   apache2-utils         # htpasswd -B for the registry's basic-auth tests
+  linux-image-amd64     # device image: the kernel and modules it boots (make image)
+  squashfs-tools        # device image: read-only root (mksquashfs)
+  gdisk                 # device image: GPT (sgdisk)
+  e2fsprogs             # device image: ext4 /persist and /config (mke2fs -d)
+  binutils              # device image: strip
+  qemu-system-x86       # device image boot test (make image-test)
 )
 PACKAGES+=("$@")
 
