@@ -48,6 +48,18 @@ fn device(ctl: &Controller, fast: bool) -> (AgentEnv, String) {
     (env, s)
 }
 
+/// A registered device running `hello` from a config pushed by `ctl`;
+/// returns it, its UUID on the controller and hello's YAML entry.
+fn device_running_hello(ctl: &Controller) -> (AgentEnv, String, String) {
+    let (mut env, serial) = device(ctl, true);
+    env.start_agent_with(false);
+    let dev = ctl.wait_device(&serial, Duration::from_secs(60));
+    let hello = app_yaml(&env.uuid(1), "hello", 1, "hello", "");
+    assert_eq!(ctl.set_config(&dev, &format!("apps:\n{hello}")).0, 0);
+    env.wait_running(&["hello"], Duration::from_secs(90));
+    (env, dev, hello)
+}
+
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
@@ -185,12 +197,7 @@ async fn onboard_push_apply_change_and_report() {
 async fn offline_restart_runs_the_checkpoint_and_reconnects() {
     let mut ctl = Controller::init(&[]);
     ctl.start();
-    let (mut env, serial) = device(&ctl, true);
-    env.start_agent_with(false);
-    let dev = ctl.wait_device(&serial, Duration::from_secs(60));
-    let hello = app_yaml(&env.uuid(1), "hello", 1, "hello", "");
-    assert_eq!(ctl.set_config(&dev, &format!("apps:\n{hello}")).0, 0);
-    env.wait_running(&["hello"], Duration::from_secs(90));
+    let (mut env, dev, _hello) = device_running_hello(&ctl);
 
     // Controller down; agent killed and its apps gone (as after a reboot).
     ctl.stop();
@@ -299,12 +306,7 @@ async fn log_upload_is_exactly_once_across_agent_restarts() {
 async fn wrongly_signed_config_is_refused_and_the_current_one_keeps_running() {
     let mut ctl = Controller::init(&[]);
     ctl.start();
-    let (mut env, serial) = device(&ctl, true);
-    env.start_agent_with(false);
-    let dev = ctl.wait_device(&serial, Duration::from_secs(60));
-    let hello = app_yaml(&env.uuid(1), "hello", 1, "hello", "");
-    assert_eq!(ctl.set_config(&dev, &format!("apps:\n{hello}")).0, 0);
-    env.wait_running(&["hello"], Duration::from_secs(90));
+    let (env, dev, hello) = device_running_hello(&ctl);
 
     // The controller now signs with a key whose certificate another CA issued.
     ctl.stop();
@@ -440,12 +442,7 @@ async fn untrusted_or_invalid_controller_certificates_are_refused() {
 async fn a_replayed_older_generation_is_refused() {
     let mut ctl = Controller::init(&[]);
     ctl.start();
-    let (mut env, serial) = device(&ctl, true);
-    env.start_agent_with(false);
-    let dev = ctl.wait_device(&serial, Duration::from_secs(60));
-    let hello = app_yaml(&env.uuid(1), "hello", 1, "hello", "");
-    assert_eq!(ctl.set_config(&dev, &format!("apps:\n{hello}")).0, 0);
-    env.wait_running(&["hello"], Duration::from_secs(90));
+    let (env, dev, hello) = device_running_hello(&ctl);
 
     // A backup of the controller taken at generation 1 …
     ctl.stop();
