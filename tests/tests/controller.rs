@@ -474,3 +474,65 @@ async fn a_replayed_older_generation_is_refused() {
     env.teardown().await;
     ctl.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_boot_offline_runs_the_signed_bootstrap_config() {
+    let mut ctl = Controller::init(&[]);
+    let (mut env, serial) = device(&ctl, true);
+    let hello = app_yaml(&env.uuid(1), "hello", 1, "hello", "");
+    let src = ctl.dir().join("bootstrap.yaml");
+    std::fs::write(&src, format!("apps:\n{hello}")).unwrap();
+    let signed = env.layout.config_dir().join("bootstrap-config.json");
+    let (code, out, err) = ctl.cli(&[
+        "sign-bootstrap",
+        src.to_str().unwrap(),
+        "-o",
+        signed.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "sign-bootstrap: {out}{err}");
+
+    // A tampered copy is refused, and nothing runs.
+    let good = std::fs::read_to_string(&signed).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let payload = v["config"]["payload"].as_str().unwrap().to_owned();
+    let mut bytes = base64_decode(&payload);
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    v["config"]["payload"] = base64_encode(&bytes).into();
+    std::fs::write(&signed, v.to_string()).unwrap();
+    env.start_agent_with(false);
+    wait_until(
+        "the tampered bootstrap refused",
+        Duration::from_secs(30),
+        || env.outpost(&["version"]).1.contains("bootstrap config"),
+    );
+    assert!(env.list().is_empty());
+    env.kill_agent();
+
+    // The real one runs with the controller unreachable (never started).
+    std::fs::write(&signed, &good).unwrap();
+    env.start_agent_with(false);
+    env.wait_running(&["hello"], Duration::from_secs(90));
+    assert!(env.outpost(&["version"]).1.contains("from bootstrap"));
+
+    // The controller's first config replaces it.
+    ctl.start();
+    let dev = ctl.wait_device(&serial, Duration::from_secs(60));
+    let other = app_yaml(&env.uuid(2), "other", 2, "hello", "");
+    assert_eq!(ctl.set_config(&dev, &format!("apps:\n{other}")).0, 0);
+    env.wait_for("only other", Duration::from_secs(90), |l| {
+        l.len() == 1 && l[0].display_name == "other" && l[0].state == SwState::Running
+    });
+    env.teardown().await;
+    ctl.stop();
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
