@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{csr, Harness};
+use common::{csr, eventually, Harness};
 use outpost_api::cloud::{CertsResponse, RegisterRequest, RegisterResponse};
 use outpost_controller::layout;
 use outpost_controller::pki::{Ca, Leaf, Validity};
@@ -170,7 +170,7 @@ async fn identities_only_reach_what_they_may() {
         Ok(r) => assert_eq!(r.status(), 401),
     }
     assert!(
-        h.controller().stats.snapshot().handshake_failures >= 1,
+        eventually(|| h.controller().stats.snapshot().handshake_failures >= 1).await,
         "the foreign certificate fails the TLS handshake"
     );
 

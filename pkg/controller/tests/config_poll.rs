@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{doc, Harness};
+use common::{doc, eventually, Harness};
 use outpost_api::cloud::SignedEnvelope;
 
 fn etag_of(r: &reqwest::Response) -> String {
@@ -34,8 +34,7 @@ async fn set_config_wakes_a_waiting_long_poll_with_a_signed_config() {
             )
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(h.controller().stats.snapshot().long_polls_waiting, 1);
+    assert!(eventually(|| h.controller().stats.snapshot().long_polls_waiting == 1).await);
     assert!(h.controller().slot(&d.uuid).unwrap().connected());
     let set_at = Instant::now();
     let set = h.controller().set_config("gw", doc(2)).await.unwrap();

@@ -301,3 +301,16 @@ pub fn doc(apps: usize) -> String {
     }
     s
 }
+
+/// Waits up to 5 s for `cond` (server-side counters are updated by the
+/// connection's task, which may run after the client saw the outcome).
+pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !cond() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    true
+}
