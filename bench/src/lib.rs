@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 pub mod controller;
+pub mod scratch;
 
 /// Median of a sample (sorted copy).
 pub fn median(samples: &[Duration]) -> Duration {

@@ -658,42 +658,9 @@ async fn a_gvisor_app_uses_its_namespace_and_talks_to_a_runc_app() {
         text(&addrs.stdout)
     );
 
-    // gVisor → runc.
-    let listen = env.sh(&s, "nc -l -p 8080");
-    let connect = async {
-        TestEnv::eventually("gVisor app connects", Duration::from_secs(20), || async {
-            let out = env
-                .sh(&g, "echo hello-from-gvisor | nc -w 2 10.213.78.10 8080")
-                .await;
-            (out.exit_status == 0).then_some(())
-        })
-        .await
-    };
-    let (heard, ()) = tokio::join!(listen, connect);
-    assert!(
-        text(&heard.stdout).contains("hello-from-gvisor"),
-        "{} {}",
-        text(&heard.stdout),
-        text(&heard.stderr)
-    );
-    // runc → gVisor.
-    let listen = env.sh(&g, "nc -l -p 8081");
-    let connect = async {
-        TestEnv::eventually("runc app connects", Duration::from_secs(20), || async {
-            let out = env
-                .sh(&s, "echo hello-from-runc | nc -w 2 10.213.78.11 8081")
-                .await;
-            (out.exit_status == 0).then_some(())
-        })
-        .await
-    };
-    let (heard, ()) = tokio::join!(listen, connect);
-    assert!(
-        text(&heard.stdout).contains("hello-from-runc"),
-        "{} {}",
-        text(&heard.stdout),
-        text(&heard.stderr)
-    );
+    // gVisor → runc, and runc → gVisor.
+    tcp_message(&env, &g, &s, "10.213.78.10", 8080, "hello-from-gvisor").await;
+    tcp_message(&env, &s, &g, "10.213.78.11", 8081, "hello-from-runc").await;
 
     // A gVisor app without interfaces keeps --network=none: loopback only.
     let links = env.sh(&offline.task_id(), "ip -o link").await;
@@ -1093,4 +1060,26 @@ async fn kill_9_between_cni_add_and_task_start_converges_without_leaks() {
     assert!(!link_exists(&bridge));
     assert_eq!(census_at(&env.layout, &net, &tasks), empty_census());
     env.teardown().await;
+}
+
+/// `from` sends `msg` over TCP to `to`, listening on `ip:port`; asserts it arrived.
+async fn tcp_message(env: &TestEnv, from: &str, to: &str, ip: &str, port: u16, msg: &str) {
+    let listen_cmd = format!("nc -l -p {port}");
+    let listen = env.sh(to, &listen_cmd);
+    let connect = async {
+        TestEnv::eventually("the sender connects", Duration::from_secs(20), || async {
+            let out = env
+                .sh(from, &format!("echo {msg} | nc -w 2 {ip} {port}"))
+                .await;
+            (out.exit_status == 0).then_some(())
+        })
+        .await
+    };
+    let (heard, ()) = tokio::join!(listen, connect);
+    assert!(
+        text(&heard.stdout).contains(msg),
+        "{} {}",
+        text(&heard.stdout),
+        text(&heard.stderr)
+    );
 }

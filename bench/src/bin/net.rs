@@ -8,42 +8,26 @@
 //! teardown (stop, delete, CNI DEL) is measured separately and not counted.
 //! The network is a local instance on 10.213.99.0/24 (no NAT), set up once.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use outpost_api::{AppConfig, NetworkConfig};
+use outpost_bench::scratch::{count_arg, Scratch};
 use outpost_bench::{median, percentile, row};
-use outpost_runtime::instance::{InstanceOptions, UserInstance};
-use outpost_runtime::{net, Layout, Runtime, TaskIo};
+use outpost_runtime::{net, Runtime, TaskIo};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(20);
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let dir = tempfile::Builder::new()
-        .prefix("outpost-bench")
-        .tempdir_in("/tmp")?;
-    let images = dir.path().join("images");
-    outpost_ocibuild::build_all(&ws.join("images"), &images).context("building images/")?;
-    let layout = Layout::new(dir.path());
-    let opts = InstanceOptions::with_log_file(dir.path().join("containerd.log"));
-    let (instance, client) = UserInstance::start(&layout, opts).await?;
-    let rt = Runtime::new(client, layout.clone())?;
+    let n = count_arg(20)?;
+    let Scratch {
+        dir: _dir,
+        images,
+        layout,
+        instance,
+        rt,
+        io,
+    } = Scratch::start().await?;
     rt.import_layout(&images.join("sh"), "sh:latest").await?;
-    let io = TaskIo {
-        stdout: dir.path().join("out"),
-        stderr: dir.path().join("err"),
-    };
-    std::fs::write(&io.stdout, "")?;
-    std::fs::write(&io.stderr, "")?;
 
     let network: NetworkConfig = serde_json::from_value(serde_json::json!({
         "uuid": uuid::Uuid::new_v4().to_string(), "name": "bench",

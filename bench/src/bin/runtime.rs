@@ -5,47 +5,29 @@
 //! Each sample: create (volume + snapshot + container + task) → start →
 //! wait for exit → delete task, container and volume, for a busybox `true`.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use outpost_api::AppConfig;
+use outpost_bench::scratch::{count_arg, Scratch};
 use outpost_bench::{median, percentile, row};
-use outpost_runtime::instance::{InstanceOptions, UserInstance};
-use outpost_runtime::{task, Layout, Runtime, TaskIo};
+use outpost_runtime::{task, Runtime, TaskIo};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(20);
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let dir = tempfile::Builder::new()
-        .prefix("outpost-bench")
-        .tempdir_in("/tmp")?;
-    let images = dir.path().join("images");
-    outpost_ocibuild::build_all(&ws.join("images"), &images).context("building images/")?;
-
-    let layout = Layout::new(dir.path());
-    let opts = InstanceOptions::with_log_file(dir.path().join("containerd.log"));
-    let (instance, client) = UserInstance::start(&layout, opts).await?;
-    let rt = Runtime::new(client, layout.clone())?;
+    let n = count_arg(20)?;
+    let Scratch {
+        dir: _dir,
+        images,
+        layout,
+        instance,
+        rt,
+        io,
+    } = Scratch::start().await?;
     let t0 = Instant::now();
     let img = rt.import_layout(&images.join("sh"), "sh:latest").await?;
     let import = t0.elapsed();
-
-    let io = TaskIo {
-        stdout: dir.path().join("out"),
-        stderr: dir.path().join("err"),
-    };
-    std::fs::write(&io.stdout, "")?;
-    std::fs::write(&io.stderr, "")?;
 
     // Warm-up, so neither side pays first-use costs.
     one_outpost(&rt, &io, 0).await?;

@@ -97,6 +97,29 @@ async fn register(
     Ok((done.status, Json(done.response)).into_response())
 }
 
+/// A device's JSON upload: authorized for `uuid`, size and time bounded.
+async fn device_json<T: serde::de::DeserializeOwned>(
+    c: &Controller,
+    peer: &Peer,
+    uuid: &str,
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+) -> Result<(Arc<crate::state::DeviceSlot>, T), Failure> {
+    let slot = c.authorize_device(peer.fingerprint.as_deref(), uuid)?;
+    let l = &c.limits;
+    let value = read_json(
+        headers,
+        body,
+        l.max_json_body,
+        l.body_timeout,
+        &c.stats,
+        what,
+    )
+    .await?;
+    Ok((slot, value))
+}
+
 async fn info(
     State(c): State<Arc<Controller>>,
     Extension(peer): Extension<Peer>,
@@ -104,17 +127,8 @@ async fn info(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, Failure> {
-    let slot = c.authorize_device(peer.fingerprint.as_deref(), &uuid)?;
-    let l = &c.limits;
-    let info: DeviceInfo = read_json(
-        &headers,
-        body,
-        l.max_json_body,
-        l.body_timeout,
-        &c.stats,
-        "DeviceInfo",
-    )
-    .await?;
+    let (slot, info): (_, DeviceInfo) =
+        device_json(&c, &peer, &uuid, &headers, body, "DeviceInfo").await?;
     c.store_info(&slot, info).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -126,17 +140,8 @@ async fn metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, Failure> {
-    let slot = c.authorize_device(peer.fingerprint.as_deref(), &uuid)?;
-    let l = &c.limits;
-    let metrics: DeviceMetrics = read_json(
-        &headers,
-        body,
-        l.max_json_body,
-        l.body_timeout,
-        &c.stats,
-        "DeviceMetrics",
-    )
-    .await?;
+    let (slot, metrics): (_, DeviceMetrics) =
+        device_json(&c, &peer, &uuid, &headers, body, "DeviceMetrics").await?;
     c.store_metrics(&slot, metrics).await?;
     Ok(StatusCode::NO_CONTENT)
 }
