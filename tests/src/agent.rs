@@ -172,6 +172,42 @@ impl AgentEnv {
         self.list().into_iter().find(|a| a.display_name == name)
     }
 
+    /// The agent's info (`outpost version --json`), if it answers.
+    pub fn info(&self) -> Option<outpost_agent::admin::types::Info> {
+        let (code, out, _) = self.outpost(&["version", "--json"]);
+        if code != 0 {
+            return None;
+        }
+        serde_json::from_str(&out).ok()
+    }
+
+    /// Config documents the running agent has evaluated so far (0 when it
+    /// does not answer).
+    pub fn configs_evaluated(&self) -> u64 {
+        self.info().map(|i| i.configs_evaluated).unwrap_or(0)
+    }
+
+    /// Waits until the agent has evaluated at least `min_evaluated` config
+    /// documents and a reconcile pass that began after the last of them
+    /// found nothing to do: the observable "it has acted on everything"
+    /// that negative checks wait for instead of a fixed sleep.
+    pub fn wait_settled(&self, min_evaluated: u64, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let info = self.info();
+            if info.as_ref().is_some_and(|i| i.settled(min_evaluated)) {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "the agent did not settle after {min_evaluated} config documents: {info:?}\nagent log tail:\n{}",
+                    tail(&self.agent_log(), 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Polls `f` on the app list every 100 ms until it holds.
     pub fn wait_for(
         &self,

@@ -201,9 +201,11 @@ async fn lifecycle_through_the_config_file_and_the_cli() {
     );
 
     // An unparsable document is refused whole; what runs keeps running.
+    let evaluated = env.configs_evaluated();
     env.write_config("generation: 6\napps: [ this is not yaml");
     env.wait_for("refusal logged", T, |_| env.agent_log().contains("refused"));
-    std::thread::sleep(Duration::from_millis(500));
+    // The agent evaluated the bad document and then had nothing to do.
+    env.wait_settled(evaluated + 1, T);
     assert_eq!(pid(&env, "beta"), Some(p3));
     assert_eq!(env.app("gamma").unwrap().state, SwState::Halted);
 
@@ -312,7 +314,8 @@ async fn restarting_the_agent_adopts_running_apps() {
         let log_len = env.agent_log().len();
         env.start_agent();
         env.wait_running(&["one", "two"], T);
-        std::thread::sleep(Duration::from_secs(2));
+        // The new agent evaluated its config and found nothing to do.
+        env.wait_settled(1, T);
         assert_eq!(
             (pid(&env, "one"), pid(&env, "two")),
             before,
@@ -437,7 +440,7 @@ async fn kill_9_during_config_bursts_converges_without_leaks() {
                 })
             })
     });
-    std::thread::sleep(Duration::from_secs(2));
+    env.wait_settled(1, T);
     let (containers, vols, leases, mnts, fifos) = census(&env).await;
     // Writable snapshots: exactly the container volumes' (no leaked ones).
     let rt = env.runtime().await;

@@ -325,7 +325,8 @@ async fn wrongly_signed_config_is_refused_and_the_current_one_keeps_running() {
         "{v}"
     );
     assert!(v.contains("config generation 1 from controller"), "{v}");
-    std::thread::sleep(Duration::from_secs(2));
+    // The agent acted on everything it was given, the refusal included.
+    env.wait_settled(0, Duration::from_secs(30));
     let l = env.list();
     assert_eq!(l.len(), 1, "nothing of the refused config applied: {l:?}");
     assert_eq!(l[0].state, SwState::Running);
@@ -463,7 +464,7 @@ async fn a_replayed_older_generation_is_refused() {
             .1
             .contains("older than the applied generation 2")
     });
-    std::thread::sleep(Duration::from_secs(2));
+    env.wait_settled(0, Duration::from_secs(30));
     let l = env.list();
     assert_eq!(l.len(), 2, "the replayed config changed nothing: {l:?}");
     assert!(l.iter().all(|a| a.state == SwState::Running), "{l:?}");

@@ -621,10 +621,10 @@ async fn an_isolated_instance_cannot_reach_or_be_reached_from_other_instances() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gvisor_app_uses_its_namespace_and_talks_to_a_runc_app() {
-    if outpost_runtime::runsc::find_runsc().is_none() {
-        eprintln!("SKIPPED: runsc (gVisor) is not installed; scripts/install-deps.sh installs it");
-        return;
-    }
+    assert!(
+        outpost_runtime::runsc::find_runsc().is_some(),
+        "runsc (gVisor) is not installed; scripts/install-deps.sh installs it"
+    );
     let env = TestEnv::start().await;
     env.import("sh").await;
     let net = network(78);

@@ -22,9 +22,29 @@ pub struct Info {
     /// Why the last config document was refused, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
+    /// Config documents evaluated since the agent started (accepted or
+    /// refused, from any source; the checkpoint loaded at start counts).
+    #[serde(default)]
+    pub configs_evaluated: u64,
+    /// `configs_evaluated` as of the start of the last reconcile pass that
+    /// found nothing to do. Equal to `configs_evaluated` once the agent has
+    /// acted on every document it was given: wait for that instead of sleeping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_through: Option<u64>,
     /// The controller connection, when `/config/server` names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<ControllerView>,
+}
+
+impl Info {
+    /// True when the last idle pass began after every document evaluated so
+    /// far (and after at least `min_evaluated` of them).
+    pub fn settled(&self, min_evaluated: u64) -> bool {
+        self.configs_evaluated >= min_evaluated
+            && self
+                .idle_through
+                .is_some_and(|n| n >= self.configs_evaluated)
+    }
 }
 
 /// The controller connection as `outpost status` shows it.

@@ -267,14 +267,36 @@ impl Ctx {
         Ok(0)
     }
 
-    pub(super) async fn version(&self) -> Result<i32> {
+    pub(super) async fn version(&self, json: bool) -> Result<i32> {
+        let info = self.client.get::<Info>("/v1/info").await;
+        if json {
+            return match info {
+                Ok(Ok(i)) => {
+                    println!("{}", serde_json::to_string_pretty(&i)?);
+                    Ok(0)
+                }
+                _ => {
+                    eprintln!("outpostd not reachable");
+                    Ok(1)
+                }
+            };
+        }
         println!("outpost {}", env!("CARGO_PKG_VERSION"));
-        match self.client.get::<Info>("/v1/info").await {
+        match info {
             Ok(Ok(i)) => {
                 println!("outpostd {} (up {}s)", i.version, i.uptime_secs);
-                if let (Some(g), Some(src)) = (i.config_generation, i.config_source) {
+                if let (Some(g), Some(src)) = (i.config_generation, &i.config_source) {
                     println!("config generation {g} from {src}");
                 }
+                println!(
+                    "reconcile: {} config documents evaluated, {}",
+                    i.configs_evaluated,
+                    match i.idle_through {
+                        Some(_) if i.settled(0) => "all acted on (idle)".to_owned(),
+                        Some(n) => format!("working (idle after document {n})"),
+                        None => "working".to_owned(),
+                    }
+                );
                 if let Some(e) = i.config_error {
                     println!("last config refused: {e}");
                 }

@@ -89,8 +89,13 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Versions of the CLI and the running agent.
-    Version,
+    /// Versions of the CLI and the running agent, the config in effect,
+    /// how far the agent has got with it, and the controller link.
+    Version {
+        /// Machine-readable output (the agent's info).
+        #[arg(long)]
+        json: bool,
+    },
     /// Network instances and the apps on them.
     Networks {
         /// Machine-readable output.
@@ -154,7 +159,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Restart { app } => ctx.bump(&app, "restart").await,
         Cmd::Purge { app } => ctx.bump(&app, "purge").await,
         Cmd::Check { json } => ctx.check(json).await,
-        Cmd::Version => ctx.version().await,
+        Cmd::Version { json } => ctx.version(json).await,
         Cmd::Networks { json } => ctx.networks(json).await,
         Cmd::Pull {
             reference,

@@ -169,7 +169,9 @@ async fn run(
             Ok(None) => {}
             Err(e) => {
                 tracing::error!("bootstrap config refused: {e}");
+                shared.progress.config_evaluated();
                 *shared.config_error.write().unwrap() = Some(format!("bootstrap config: {e}"));
+                shared.kick.notify_one();
             }
         }
     }
@@ -390,9 +392,12 @@ fn refuse(shared: &Shared, why: &str) {
     tracing::error!(
         "config from the controller refused: {why}; the config in effect keeps running"
     );
+    shared.progress.config_evaluated();
     *shared.config_error.write().unwrap() =
         Some(format!("config from the controller refused: {why}"));
     shared.status_changed.notify_one();
+    // A pass after the refusal lets `Progress` show it changed nothing.
+    shared.kick.notify_one();
 }
 
 /// The device info report.

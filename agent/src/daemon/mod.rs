@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, Notify};
 use self::executor::Executor;
 use self::reconciler::{LoopOptions, Reconciler};
 use self::source::RawConfig;
-use self::state::{Current, MemlogdPaths, Shared};
+use self::state::{Current, MemlogdPaths, Progress, Shared};
 
 /// File name of the agent's state database under `/persist/status`.
 pub const STATE_DB: &str = "outpost.redb";
@@ -97,6 +97,7 @@ pub async fn run(opts: Options) -> Result<()> {
     // The checkpoint is the config until a source says otherwise, so an
     // offline reboot brings the apps back without waiting for anyone.
     let current = load_checkpoint(&store);
+    let progress = Progress::starting_at(u64::from(current.is_some()));
     let instance_restarts = Arc::new(AtomicU32::new(0));
     let shared = Arc::new(Shared {
         layout: layout.clone(),
@@ -112,6 +113,7 @@ pub async fn run(opts: Options) -> Result<()> {
         config_error: RwLock::new(None),
         status_changed: Notify::new(),
         cloud: RwLock::new(None),
+        progress,
         downloads: Default::default(),
     });
 

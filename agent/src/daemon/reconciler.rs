@@ -99,47 +99,46 @@ impl Reconciler {
         stop: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(stop);
-        let mut dirty = true;
-        let mut wake_at: Option<u64> = None;
         let mut busy_passes = 0u32;
         loop {
-            if dirty {
-                match self.pass().await {
-                    Ok((acted, wake)) => {
-                        wake_at = wake;
-                        if acted && busy_passes < 8 {
-                            // Re-observe right away: actions changed the world.
-                            busy_passes += 1;
-                            continue;
-                        }
+            let wake_at = match self.pass().await {
+                Ok((acted, wake)) => {
+                    if acted && busy_passes < 8 {
+                        // Re-observe right away: actions changed the world.
+                        busy_passes += 1;
+                        continue;
                     }
-                    Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "reconcile pass failed; retrying");
-                        wake_at = Some(now_ms() + 2000);
-                    }
+                    wake
                 }
-                busy_passes = 0;
-                dirty = false;
-            }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "reconcile pass failed; retrying");
+                    Some(now_ms() + 2000)
+                }
+            };
+            busy_passes = 0;
             let until = wake_at
                 .map(|w| Duration::from_millis(w.saturating_sub(now_ms())))
                 .unwrap_or(self.opts.resync);
             let sleep = until.min(self.opts.resync);
+            // Whatever wakes the loop, a pass follows: after a config
+            // document (refused ones too, so `Progress` can say the agent
+            // has acted on it), a task event, an operator command, a
+            // backoff deadline or the periodic resync.
             tokio::select! {
                 _ = &mut stop => return,
-                Some(raw) = configs.recv() => dirty |= self.take_config(raw),
-                Some(ev) = events.rx.recv() => {
-                    tracing::debug!(?ev, "task event");
-                    dirty = true;
+                Some(raw) = configs.recv() => {
+                    self.take_config(raw);
                 }
-                _ = self.shared.kick.notified() => dirty = true,
-                _ = tokio::time::sleep(sleep) => dirty = true,
+                Some(ev) = events.rx.recv() => tracing::debug!(?ev, "task event"),
+                _ = self.shared.kick.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
             }
         }
     }
 
-    /// Accepts or refuses a document; true when the desired state changed.
-    pub fn take_config(&mut self, raw: RawConfig) -> bool {
+    /// Accepts or refuses a document (a refused one leaves the config in effect).
+    pub fn take_config(&mut self, raw: RawConfig) {
+        self.shared.progress.config_evaluated();
         let current = self.shared.current.read().unwrap().clone();
         match accept(&raw, current.as_ref()) {
             Ok(next) => {
@@ -158,13 +157,11 @@ impl Reconciler {
                 *self.shared.current.write().unwrap() = Some(next);
                 *self.shared.config_error.write().unwrap() = None;
                 self.shared.status_changed.notify_one();
-                true
             }
             Err(e) => {
                 tracing::error!("{e}; the config in effect keeps running");
                 *self.shared.config_error.write().unwrap() = Some(e.to_string());
                 self.shared.status_changed.notify_one();
-                false
             }
         }
     }
@@ -172,7 +169,9 @@ impl Reconciler {
     /// One observe → plan → execute round. Returns whether anything was
     /// done and when the planner wants to be woken.
     async fn pass(&mut self) -> Result<(bool, Option<u64>)> {
+        let evaluated = self.shared.progress.evaluated();
         let Some(cur) = self.shared.current.read().unwrap().clone() else {
+            self.shared.progress.pass_idle(evaluated);
             return Ok((false, None));
         };
         let desired = self.with_local_counters(&cur)?;
@@ -230,6 +229,7 @@ impl Reconciler {
         self.converge_networks(&cur.config.networks, &live).await;
         if out.actions.is_empty() {
             self.collect_images(&cur).await;
+            self.shared.progress.pass_idle(evaluated);
             return Ok((false, out.wake_at_ms));
         }
 

@@ -23,6 +23,53 @@ pub struct Current {
     pub origin: String,
 }
 
+/// How far the loop has got with what it was given: tests and operators
+/// wait on this ("the agent evaluated config N and then found nothing to
+/// do") instead of sleeping and hoping.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Config documents evaluated since start (accepted or refused, from any source).
+    evaluated: AtomicU64,
+    /// `evaluated` as of the start of the last pass that planned no action,
+    /// plus one (0: no such pass yet).
+    idle_through: AtomicU64,
+}
+
+impl Progress {
+    /// Progress that starts with `evaluated` documents already evaluated
+    /// (the checkpoint loaded at start counts as one).
+    pub fn starting_at(evaluated: u64) -> Progress {
+        Progress {
+            evaluated: AtomicU64::new(evaluated),
+            idle_through: AtomicU64::new(0),
+        }
+    }
+
+    /// One more document was evaluated. Call before its outcome becomes
+    /// visible (status, refusal message), so a reader who saw the outcome
+    /// also sees the count.
+    pub fn config_evaluated(&self) {
+        self.evaluated.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Documents evaluated so far.
+    pub fn evaluated(&self) -> u64 {
+        self.evaluated.load(Ordering::SeqCst)
+    }
+
+    /// A pass that began when `evaluated_at_start` documents had been
+    /// evaluated planned nothing.
+    pub fn pass_idle(&self, evaluated_at_start: u64) {
+        self.idle_through
+            .fetch_max(evaluated_at_start + 1, Ordering::SeqCst);
+    }
+
+    /// Documents evaluated before the last idle pass began, if one ran.
+    pub fn idle_through(&self) -> Option<u64> {
+        self.idle_through.load(Ordering::SeqCst).checked_sub(1)
+    }
+}
+
 /// memlogd's sockets.
 #[derive(Clone, Debug)]
 pub struct MemlogdPaths {
@@ -62,6 +109,8 @@ pub struct Shared {
     pub status_changed: Notify,
     /// The controller connection, when one is configured.
     pub cloud: RwLock<Option<crate::daemon::cloud::CloudLink>>,
+    /// How far the loop has got (documents evaluated, last idle pass).
+    pub progress: Progress,
     /// Image pulls in progress, by image reference.
     pub downloads: std::sync::Mutex<
         BTreeMap<String, tokio::sync::watch::Receiver<outpost_runtime::pull::PullProgress>>,
@@ -208,6 +257,8 @@ impl Shared {
             user_containerd_restarts: self.instance_restarts.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
             config_error: self.config_error.read().unwrap().clone(),
+            configs_evaluated: self.progress.evaluated(),
+            idle_through: self.progress.idle_through(),
             controller: self.cloud.read().unwrap().as_ref().map(|c| c.view()),
         }
     }

@@ -103,7 +103,8 @@ async fn set_config_wakes_a_waiting_long_poll_with_a_signed_config() {
             (r.status().as_u16(), r.text().await.unwrap())
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The poll is parked on the server before the config is set: it must be woken.
+    assert!(eventually(|| h.controller().stats.snapshot().long_polls_waiting == 1).await);
     let set = h
         .controller()
         .set_config(&d.uuid, format!("generation: 40\n{}", doc(1)))

@@ -1,7 +1,8 @@
 //! A fleet of devices long-polling one controller in-process; one
-//! `set-config --all` reaches every one. Ignored by default (it opens
-//! ~1000 sockets); `cargo test -p outpost-controller --test fleet -- --ignored`.
-//! `bench-fleet` measures the same against the real binary.
+//! `set-config --all` reaches every one. Sized for CI (200 devices, ~400
+//! sockets in this process); `bench-fleet` measures latency at 500+ devices
+//! against the real binary. Latency is printed, not asserted: performance
+//! is the benchmark's job.
 
 mod common;
 
@@ -11,9 +12,8 @@ use common::Harness;
 use outpost_api::cloud::SignedEnvelope;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn five_hundred_devices_get_one_push() {
-    const M: usize = 500;
+async fn a_fleet_of_devices_gets_one_push() {
+    const M: usize = 200;
     let h = Harness::start().await;
     let t0 = Instant::now();
     let mut devices = Vec::new();
@@ -55,5 +55,10 @@ async fn five_hundred_devices_get_one_push() {
         lat[M * 99 / 100],
         lat[M - 1]
     );
-    assert!(lat[M - 1] < Duration::from_secs(5));
+    // Every long-poll was answered by the push, not by its 120 s deadline.
+    assert!(
+        lat[M - 1] < Duration::from_secs(60),
+        "a device got the push only at {:?}, so its long-poll was not woken",
+        lat[M - 1]
+    );
 }

@@ -169,14 +169,21 @@ async fn connections_beyond_the_cap_are_closed_and_counted() {
     let h = Harness::start_with(false, limits).await;
     let hog1 = TcpStream::connect(h.addr).await.unwrap();
     let hog2 = TcpStream::connect(h.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both hogs hold their slots before the third connects.
+    assert!(eventually(|| h.controller().stats.snapshot().connections_open == 2).await);
     let mut third = TcpStream::connect(h.addr).await.unwrap();
     let mut buf = [0u8; 8];
     let n = tokio::time::timeout(Duration::from_secs(1), third.read(&mut buf)).await;
     assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "closed at once: {n:?}");
     assert!(eventually(|| h.controller().stats.snapshot().connections_refused == 1).await);
     // once the hogs time out, clients get in again
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        eventually(|| {
+            let s = h.controller().stats.snapshot();
+            s.handshake_timeouts == 2 && s.connections_open == 0
+        })
+        .await
+    );
     let r = h.anonymous().get(h.url("/ping")).send().await.unwrap();
     assert_eq!(r.status(), 204);
     drop((hog1, hog2));

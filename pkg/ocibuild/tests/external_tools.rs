@@ -11,15 +11,12 @@ use std::process::Command;
 use outpost_ocibuild::{build, write_archive, BuiltImage, ImageDef};
 use serde_json::Value;
 
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let found = ["/usr/bin", "/usr/local/bin", "/usr/sbin", "/bin"]
+fn find_tool(name: &str) -> PathBuf {
+    ["/usr/bin", "/usr/local/bin", "/usr/sbin", "/bin"]
         .iter()
         .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("SKIP: {name} is not installed (apt-get install -y {name})");
-    }
-    found
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed (scripts/install-deps.sh installs it)"))
 }
 
 fn run(tool: &Path, args: &[&str]) -> Vec<u8> {
@@ -41,9 +38,7 @@ fn build_hello(dir: &Path) -> BuiltImage {
 
 #[test]
 fn skopeo_reads_and_copies_the_layout_and_archive() {
-    let Some(skopeo) = find_tool("skopeo") else {
-        return;
-    };
+    let skopeo = find_tool("skopeo");
     let tmp = tempfile::tempdir().unwrap();
     let built = build_hello(tmp.path());
     let src = format!("oci:{}:{}", built.layout_dir.display(), built.reference);
@@ -82,9 +77,7 @@ fn skopeo_reads_and_copies_the_layout_and_archive() {
 
 #[test]
 fn umoci_unpacks_the_layout() {
-    let Some(umoci) = find_tool("umoci") else {
-        return;
-    };
+    let umoci = find_tool("umoci");
     let tmp = tempfile::tempdir().unwrap();
     let built = build_hello(tmp.path());
     let image = format!("{}:{}", built.layout_dir.display(), built.reference);
