@@ -15,7 +15,6 @@ use outpost_reconcile::{
 use outpost_runtime::events::EventStream;
 use outpost_runtime::task::TaskStatus;
 use outpost_runtime::ObservedApp;
-use outpost_store::Batch;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::executor::{Executor, PassView};
@@ -23,6 +22,7 @@ use super::source::{accept, RawConfig};
 use super::state::{Current, Shared};
 
 mod networks;
+mod persist;
 
 /// How the loop runs.
 #[derive(Clone, Debug)]
@@ -72,6 +72,8 @@ pub struct Reconciler {
     /// Network instances set up by this process, as configured then
     /// (checked again only when the config or the host side changes).
     ensured_networks: HashMap<String, NetworkConfig>,
+    /// Apps whose latest record could not be saved (see `persist`).
+    unsaved: BTreeMap<String, persist::Unsaved>,
 }
 
 impl Reconciler {
@@ -88,6 +90,7 @@ impl Reconciler {
             vnc_by_image: HashMap::new(),
             last_gc: None,
             ensured_networks: HashMap::new(),
+            unsaved: BTreeMap::new(),
         })
     }
 
@@ -178,7 +181,7 @@ impl Reconciler {
         let found = self.shared.runtime.list().await?;
         let observed: Vec<Observed> = found.iter().map(to_observed).collect();
         let now = now_ms();
-        let out = plan(&Input {
+        let mut out = plan(&Input {
             desired: &desired,
             rejected: &cur.rejected,
             observed: &observed,
@@ -193,8 +196,27 @@ impl Reconciler {
             .filter(|(_, r)| r.was_active)
             .map(|(u, _)| u.clone())
             .collect();
-        self.persist(&out.history)?;
+        // An app whose decision could not be saved keeps its old record and
+        // waits; the others go on.
+        let held = self.persist(&mut out.history);
         self.history = out.history;
+        out.actions.retain(|a| !held.contains(a.uuid()));
+        if !self.unsaved.is_empty() {
+            let retry = now + persist::UNSAVED_RETRY_MS;
+            out.wake_at_ms = Some(out.wake_at_ms.map_or(retry, |w| w.min(retry)));
+        }
+        self.show_unsaved(&mut out.statuses, |uuid| {
+            desired
+                .iter()
+                .find(|a| a.uuid == uuid)
+                .map(|a| a.display_name.clone())
+                .or_else(|| {
+                    cur.rejected
+                        .iter()
+                        .find(|r| r.uuid.as_deref() == Some(uuid))
+                        .and_then(|r| r.display_name.clone())
+                })
+        });
         let before = self.shared.statuses.read().unwrap().clone();
         self.publish(&cur, &desired, &found, &out.statuses).await;
         // An app being removed stays visible (HALTING) until it is gone.
@@ -300,12 +322,7 @@ impl Reconciler {
                     &self.opts.tunables,
                 );
                 // One decision, one transaction.
-                let uuid = action.uuid().to_owned();
-                let batch = match self.history.apps.get(&uuid) {
-                    Some(rec) => Batch::new().put(&uuid, rec)?.active(&uuid, rec.was_active),
-                    None => Batch::new().remove(&uuid),
-                };
-                self.shared.store.commit(batch)?;
+                self.persist_outcome(action.uuid());
             }
         }
         Ok((true, None))
@@ -363,25 +380,6 @@ impl Reconciler {
             out.push(a);
         }
         Ok(out)
-    }
-
-    /// Writes every record of the plan (and drops the ones it forgot) in one transaction.
-    fn persist(&self, next: &History) -> Result<()> {
-        let mut batch = Batch::new();
-        for (uuid, rec) in &next.apps {
-            if self.history.apps.get(uuid) != Some(rec) {
-                batch = batch.put(uuid, rec)?.active(uuid, rec.was_active);
-            }
-        }
-        for uuid in self.history.apps.keys() {
-            if !next.apps.contains_key(uuid) {
-                batch = batch.remove(uuid).active(uuid, false);
-            }
-        }
-        if !batch.is_empty() {
-            self.shared.store.commit(batch)?;
-        }
-        Ok(())
     }
 
     async fn publish(

@@ -4,6 +4,8 @@
 //! * [`parse_device_config`] reads a YAML/JSON document app by app: a broken
 //!   document is refused whole, a broken app is rejected on its own with a
 //!   path for every problem (`apps[2].resources.memory_kib: must be at least 4096`).
+//! * [`validate_size`] bounds every app entry, per field and whole, so the
+//!   agent's per-app record of it always fits the store.
 //! * [`SwState`] keeps EVE's state names and numbers.
 //!
 //! # Current limitations
@@ -19,6 +21,7 @@ pub mod registry;
 pub mod status;
 pub mod validate;
 pub mod validate_network;
+pub mod validate_size;
 
 pub use config::{
     AppConfig, CpuSet, DeviceConfig, Resources, RestartMode, RestartPolicy, RuntimeClass, Secret,

@@ -25,14 +25,31 @@ pub enum ParseError {
     Invalid(Vec<Problem>),
 }
 
+/// Longest `uuid` of a rejected entry that is still reported as its UUID; a
+/// longer one is treated as unreadable (the agent keys its status and store
+/// record by it).
+pub const MAX_REJECTED_UUID_BYTES: usize = 64;
+
+/// Longest `display_name` of a rejected entry kept for its status (cut beyond).
+pub const MAX_REJECTED_NAME_BYTES: usize = 64;
+
+fn readable_uuid(uuid: &str) -> Option<String> {
+    (uuid.len() <= MAX_REJECTED_UUID_BYTES).then(|| uuid.to_owned())
+}
+
+fn shown_name(name: &str) -> String {
+    crate::validate::clip(name, MAX_REJECTED_NAME_BYTES)
+}
+
 /// An app entry that cannot be applied, with every reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RejectedApp {
     /// Position in `apps`.
     pub index: usize,
-    /// The app's UUID when the entry had a readable one (to report on its status).
+    /// The app's UUID when the entry had a readable one (a string of at most
+    /// [`MAX_REJECTED_UUID_BYTES`]), to report on its status.
     pub uuid: Option<String>,
-    /// The app's display name when readable.
+    /// The app's display name when readable (cut to [`MAX_REJECTED_NAME_BYTES`]).
     pub display_name: Option<String>,
     /// What is wrong, each with a path such as `apps[2].resources.memory_kib`.
     pub problems: Vec<Problem>,
@@ -94,11 +111,14 @@ fn from_value(value: Value) -> Result<Parsed, ParseError> {
     let mut rejected = Vec::new();
     let mut positions = Vec::new();
     for (index, entry) in entries.into_iter().enumerate() {
-        let uuid = entry.get("uuid").and_then(Value::as_str).map(str::to_owned);
+        let uuid = entry
+            .get("uuid")
+            .and_then(Value::as_str)
+            .and_then(readable_uuid);
         let display_name = entry
             .get("display_name")
             .and_then(Value::as_str)
-            .map(str::to_owned);
+            .map(shown_name);
         match serde_json::from_value::<AppConfig>(entry) {
             Ok(app) => {
                 config.apps.push(app);
@@ -145,8 +165,8 @@ fn from_value(value: Value) -> Result<Parsed, ParseError> {
         } else {
             rejected.push(RejectedApp {
                 index,
-                uuid: Some(app.uuid.clone()),
-                display_name: Some(app.display_name.clone()),
+                uuid: readable_uuid(&app.uuid),
+                display_name: Some(shown_name(&app.display_name)),
                 problems: mine,
             });
         }
@@ -201,6 +221,50 @@ apps:
             "{:?}",
             three.problems
         );
+    }
+
+    #[test]
+    fn oversized_entries_are_rejected_alone_with_short_reports() {
+        let big = "x".repeat(2_000_000);
+        let entry = |n: u32, uuid: &str, name: &str, env: serde_json::Value| {
+            serde_json::json!({
+                "uuid": uuid, "version": "1", "display_name": name,
+                "app_num": n, "image": "hello:latest", "env": env,
+            })
+        };
+        let doc = serde_json::json!({ "generation": 1, "apps": [
+            entry(1, "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10", "one", serde_json::json!({})),
+            entry(2, "2a9d7f3b-5c1e-4b8a-9f6d-7e0c2b4a6d8f", "two", serde_json::json!({ "BIG": big })),
+            entry(3, &big, &big, serde_json::json!({})),
+        ]});
+        let parsed = parse_device_config_json(&serde_json::to_vec(&doc).unwrap()).unwrap();
+        assert_eq!(parsed.config.apps.len(), 1);
+        assert_eq!(parsed.config.apps[0].display_name, "one");
+        let two = &parsed.rejected[0];
+        assert_eq!(
+            two.problems,
+            [Problem::new(
+                "apps[1].env.BIG",
+                "value is 2000000 bytes, more than the limit of 32768"
+            )]
+        );
+        assert_eq!(
+            two.summary(),
+            "app two (2a9d7f3b-5c1e-4b8a-9f6d-7e0c2b4a6d8f) rejected: apps[1].env.BIG: \
+             value is 2000000 bytes, more than the limit of 32768"
+        );
+        let three = &parsed.rejected[1];
+        assert_eq!(three.uuid, None, "a 2 MB uuid is not a readable UUID");
+        assert_eq!(
+            three.display_name.as_deref(),
+            Some(format!("{}…", &big[..MAX_REJECTED_NAME_BYTES]).as_str())
+        );
+        assert!(three.problems.iter().any(|p| p.path == "apps[2].uuid"));
+        assert!(three
+            .problems
+            .iter()
+            .any(|p| p.path == "apps[2]" && p.message.contains("more than the limit of 131072")));
+        assert!(three.summary().len() < 2048, "{}", three.summary());
     }
 
     #[test]

@@ -12,6 +12,13 @@ pub const MIN_MEMORY_KIB: u64 = 4096;
 pub const MAX_STOP_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Longest accepted app version string (it is part of the 76-byte containerd ID).
 pub const MAX_VERSION_LEN: usize = 24;
+/// Longest problem path kept (an over-long env name is shown cut).
+pub const MAX_PROBLEM_PATH_BYTES: usize = 512;
+/// Longest problem message kept: a message never carries a whole oversized
+/// value into statuses, logs and the agent's records.
+pub const MAX_PROBLEM_MESSAGE_BYTES: usize = 1024;
+/// Most bytes of a configured value a message quotes.
+pub const MAX_QUOTED_BYTES: usize = 64;
 
 /// One thing wrong in a config, at a path like `apps[2].memory_kib`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,13 +30,33 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem at `path`.
+    /// A problem at `path`; path and message are cut to
+    /// [`MAX_PROBLEM_PATH_BYTES`] and [`MAX_PROBLEM_MESSAGE_BYTES`].
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Problem {
-            path: path.into(),
-            message: message.into(),
+            path: clip(&path.into(), MAX_PROBLEM_PATH_BYTES),
+            message: clip(&message.into(), MAX_PROBLEM_MESSAGE_BYTES),
         }
     }
+}
+
+/// `s` cut to at most `max` bytes (on a character boundary) with `…`
+/// appended when something was cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// A configured value as a message quotes it: Debug-quoted, cut to
+/// [`MAX_QUOTED_BYTES`].
+pub(crate) fn quoted(s: &str) -> String {
+    format!("{:?}", clip(s, MAX_QUOTED_BYTES))
 }
 
 impl fmt::Display for Problem {
@@ -38,7 +65,8 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Returns every problem of the config; empty means valid.
+/// Returns every problem of the config; empty means valid. Size limits are
+/// in [`crate::validate_size`].
 pub fn validate(config: &DeviceConfig) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut uuids = BTreeMap::new();
@@ -59,8 +87,8 @@ pub fn validate(config: &DeviceConfig) -> Vec<Problem> {
             out.push(Problem::new(
                 format!("{p}.display_name"),
                 format!(
-                    "duplicate of apps[{first}].display_name {:?}",
-                    app.display_name
+                    "duplicate of apps[{first}].display_name {}",
+                    quoted(&app.display_name)
                 ),
             ));
             names.insert(app.display_name.as_str(), first);
@@ -78,19 +106,23 @@ pub fn validate(config: &DeviceConfig) -> Vec<Problem> {
 }
 
 fn validate_app(app: &AppConfig, p: &str, out: &mut Vec<Problem>) {
+    crate::validate_size::validate_app_sizes(app, p, out);
     let mut err = |field: &str, msg: String| out.push(Problem::new(format!("{p}.{field}"), msg));
     if !is_uuid(&app.uuid) {
         err(
             "uuid",
-            format!("{:?} is not a UUID (8-4-4-4-12 hex digits)", app.uuid),
+            format!(
+                "{} is not a UUID (8-4-4-4-12 hex digits)",
+                quoted(&app.uuid)
+            ),
         );
     }
     if app.version.is_empty() || app.version.len() > MAX_VERSION_LEN || !is_id_part(&app.version) {
         err(
             "version",
             format!(
-                "{:?} must be 1 to {MAX_VERSION_LEN} letters, digits, '-' or '_', starting and ending with a letter or digit",
-                app.version
+                "{} must be 1 to {MAX_VERSION_LEN} letters, digits, '-' or '_', starting and ending with a letter or digit",
+                quoted(&app.version)
             ),
         );
     }
@@ -109,7 +141,7 @@ fn validate_app(app: &AppConfig, p: &str, out: &mut Vec<Problem>) {
     if app.image.trim().is_empty() || app.image.chars().any(char::is_whitespace) {
         err(
             "image",
-            format!("{:?} is not an image reference", app.image),
+            format!("{} is not an image reference", quoted(&app.image)),
         );
     }
     let r = &app.resources;
@@ -140,14 +172,15 @@ fn validate_app(app: &AppConfig, p: &str, out: &mut Vec<Problem>) {
         }
     }
     for (k, v) in &app.env {
+        let shown = clip(k, crate::validate_size::MAX_ENV_NAME_BYTES);
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             err(
-                &format!("env.{k}"),
+                &format!("env.{shown}"),
                 "a variable name must be non-empty without '=' or NUL".into(),
             );
         }
         if v.contains('\0') {
-            err(&format!("env.{k}"), "value contains a NUL byte".into());
+            err(&format!("env.{shown}"), "value contains a NUL byte".into());
         }
     }
     let mut vol_ids = HashSet::new();
@@ -155,7 +188,10 @@ fn validate_app(app: &AppConfig, p: &str, out: &mut Vec<Problem>) {
     for (j, v) in app.volumes.iter().enumerate() {
         let vp = format!("volumes[{j}]");
         if !is_uuid(&v.uuid) {
-            err(&format!("{vp}.uuid"), format!("{:?} is not a UUID", v.uuid));
+            err(
+                &format!("{vp}.uuid"),
+                format!("{} is not a UUID", quoted(&v.uuid)),
+            );
         } else if !vol_ids.insert(v.uuid.as_str()) {
             err(
                 &format!("{vp}.uuid"),
@@ -166,12 +202,15 @@ fn validate_app(app: &AppConfig, p: &str, out: &mut Vec<Problem>) {
             if !dir.starts_with('/') || dir == "/" || dir.split('/').any(|c| c == "..") {
                 err(
                     &format!("{vp}.mount_dir"),
-                    format!("{dir:?} must be an absolute path below / without '..'"),
+                    format!(
+                        "{} must be an absolute path below / without '..'",
+                        quoted(dir)
+                    ),
                 );
             } else if !mounts.insert(dir.trim_end_matches('/')) {
                 err(
                     &format!("{vp}.mount_dir"),
-                    format!("{dir:?} is used by another volume"),
+                    format!("{} is used by another volume", quoted(dir)),
                 );
             }
         }
@@ -179,7 +218,7 @@ fn validate_app(app: &AppConfig, p: &str, out: &mut Vec<Problem>) {
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
                 err(
                     &format!("{vp}.name"),
-                    format!("{name:?} is not a valid file name"),
+                    format!("{} is not a valid file name", quoted(name)),
                 );
             }
         }

@@ -60,6 +60,11 @@ pub fn validate_networks(config: &DeviceConfig, out: &mut Vec<Problem>) {
     let mut ips: HashMap<(Ipv4Addr, &str), String> = HashMap::new();
     let mut ports: HashMap<(u16, &str), String> = HashMap::new();
     for (a, app) in config.apps.iter().enumerate() {
+        // Over the limit (reported by validate_size): no per-interface
+        // checks, whose pairwise comparisons grow with the square.
+        if app.interfaces.len() > crate::validate_size::MAX_INTERFACES {
+            continue;
+        }
         for (j, itf) in app.interfaces.iter().enumerate() {
             let p = format!("apps[{a}].interfaces[{j}]");
             let net = by_uuid.get(itf.network.as_str()).map(|(_, n)| *n);

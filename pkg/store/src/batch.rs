@@ -115,6 +115,13 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// Adds the writes of `other` after this batch's, so writes prepared
+    /// (and checked) one object at a time still commit in one transaction.
+    pub fn append(mut self, other: Batch) -> Self {
+        self.ops.extend(other.ops);
+        self
+    }
+
     /// Sets the last applied config (at most [`MAX_CONFIG_BYTES`]).
     pub fn config(mut self, raw: impl Into<Vec<u8>>, generation: u64, now_ms: u64) -> Self {
         self.ops.push(Op::Config {

@@ -99,3 +99,25 @@ fn empty_batch_is_fine() {
     store.commit(batch).unwrap();
     assert_eq!(store.applied_config().unwrap(), None);
 }
+
+#[test]
+fn appended_batches_commit_together_in_order() {
+    let t = TempStore::new();
+    let store = t.open();
+    let a = Batch::new().put("a", &"rec-a").unwrap().active("a", true);
+    let b = Batch::new()
+        .put("a", &"later")
+        .unwrap()
+        .put("b", &"rec-b")
+        .unwrap();
+    let batch = Batch::new().append(a).append(b);
+    assert_eq!(batch.len(), 4);
+    store.commit(batch).unwrap();
+    let records = store.app_records::<String>().unwrap();
+    assert_eq!(records["a"], "later", "the appended batch's write wins");
+    assert_eq!(records["b"], "rec-b");
+    assert_eq!(
+        store.active_apps().unwrap(),
+        BTreeSet::from(["a".to_string()])
+    );
+}
