@@ -113,6 +113,7 @@ async fn app_added_back_with_the_same_task_id_starts_at_once() {
             .any(|a| a.display_name == "phoenix" && a.state == SwState::Running)
     });
     let took = back.elapsed();
+    eprintln!("the re-added app ran {took:?} after its config was written");
     assert!(
         took < Duration::from_secs(10),
         "the re-added app took {took:?} to run"
