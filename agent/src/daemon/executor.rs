@@ -110,21 +110,10 @@ impl Executor {
                 Ok(())
             }
             Action::Replace { uuid, old_task_id } => {
+                // Removing the container removes its FIFOs; the new task's
+                // are made and attached afresh, also under the same task ID.
                 if let Some(obs) = view.observed.get(old_task_id) {
                     rt.remove_container(obs).await?;
-                }
-                // A replacement with the same task ID (a restart_counter change
-                // that brings a new spec, e.g. new interfaces) keeps its FIFOs,
-                // as a restart does: memlogd still reads them, and FIFOs made
-                // again under the same name right away would not be attached
-                // (memlogd still lists the old stream), so task create would
-                // block until its deadline.
-                let same_task = view
-                    .desired
-                    .get(uuid)
-                    .is_some_and(|a| &a.task_id() == old_task_id);
-                if !same_task {
-                    logs::remove_task_io(&self.shared.layout, old_task_id);
                 }
                 self.create(uuid, view).await
             }
@@ -152,7 +141,10 @@ impl Executor {
                 for dir in container_volumes_of(&self.shared.layout.volumes(), uuid) {
                     rt.remove_volume(&dir).await?;
                 }
-                logs::remove_task_io(&self.shared.layout, task_id);
+                // Every task's FIFOs went with its container; this also
+                // catches those of tasks whose container is already gone.
+                logs::remove_app_io(&self.shared.layout, uuid)
+                    .with_context(|| format!("removing the log FIFOs of app {uuid}"))?;
                 Ok(())
             }
         }

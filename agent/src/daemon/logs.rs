@@ -36,11 +36,19 @@ pub async fn task_io(memlogd: &MemlogdPaths, layout: &Layout, task_id: &str) -> 
     }
 }
 
-/// Removes a task's FIFOs (memlogd then releases its fds).
-pub fn remove_task_io(layout: &Layout, task_id: &str) {
-    if let Err(e) = memlogd::remove_task_logs(&layout.fifos(), task_id) {
-        tracing::warn!(task = task_id, error = %e, "removing log FIFOs");
+/// Removes the FIFOs of every task of app `uuid` (task IDs are
+/// `<uuid>.<version>.<app_num>`), whichever version made them: for an app
+/// that left the config. memlogd then releases its fds.
+pub fn remove_app_io(layout: &Layout, uuid: &str) -> Result<(), memlogd::Error> {
+    let dir = layout.fifos();
+    let prefix = format!("{uuid}.");
+    for task_id in memlogd::fifo_task_ids(&dir)? {
+        if task_id.starts_with(&prefix) {
+            memlogd::remove_task_logs(&dir, &task_id)?;
+            tracing::debug!(task = %task_id, "removed log FIFOs");
+        }
     }
+    Ok(())
 }
 
 /// A log sink for a daemon the agent runs (the user containerd): a pipe

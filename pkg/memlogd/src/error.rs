@@ -93,6 +93,14 @@ pub enum Error {
         /// Underlying error.
         source: io::Error,
     },
+    /// Listing the FIFO directory failed.
+    #[error("listing log FIFO directory {dir}: {source}")]
+    ListFifos {
+        /// The FIFO directory.
+        dir: PathBuf,
+        /// Underlying error.
+        source: io::Error,
+    },
     /// The daemon could not bind one of its sockets.
     #[error("binding memlogd socket {path}: {source}")]
     Bind {

@@ -55,7 +55,11 @@
 //! every FIFO stream with `fstat` (every `-fifo-check-interval`, default 2 s,
 //! whether idle or busy): once `st_nlink == 0` — the FIFO was unlinked, see
 //! [`remove_task_logs`] — it drains what is buffered and closes the fd, so
-//! deleting an app frees memlogd's fd.
+//! deleting an app frees memlogd's fd. A FIFO made again under the same path
+//! before that check (an app removed and added back at once) is a new inode
+//! with no reader: [`ensure_task_logs`] attaches it whatever memlogd lists,
+//! and memlogd reads both streams under the one name until the old one is
+//! released.
 //!
 //! # Deviations from linuxkit (deliberate)
 //!
@@ -125,7 +129,7 @@ pub use config::Config;
 pub use entry::{escape_source, LogEntry};
 pub use error::{Error, Result};
 pub use fifo::{
-    attach_task_logs, ensure_task_logs, remove_task_logs, task_fifos, TaskFifos,
+    attach_task_logs, ensure_task_logs, fifo_task_ids, remove_task_logs, task_fifos, TaskFifos,
     STDERR_STREAM_PREFIX, STDOUT_STREAM_PREFIX,
 };
 pub use register::{register_fds, MAX_FDS_PER_DATAGRAM, MAX_NAME_LEN};

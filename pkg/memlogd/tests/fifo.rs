@@ -169,3 +169,85 @@ fn attach_refuses_a_path_that_is_not_a_fifo() {
     assert!(matches!(err, memlogd::Error::NotAFifo { .. }), "{err}");
     assert!(err.to_string().contains("guest_vm-x.log"));
 }
+
+/// Whether `fifo` has a reader now: a non-blocking open for writing fails
+/// with ENXIO otherwise (where the shim's blocking open would hang).
+fn has_reader(fifo: &Path) -> bool {
+    use nix::fcntl::{open, OFlag};
+    match open(
+        fifo,
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(_) => true,
+        Err(nix::errno::Errno::ENXIO) => false,
+        Err(e) => panic!("opening {}: {e}", fifo.display()),
+    }
+}
+
+#[test]
+fn fifo_made_again_while_the_old_stream_drains_is_attached() {
+    // memlogd will not notice the unlink during this test.
+    let d = Daemon::start(&["-fifo-check-interval", "1h"]);
+    let fifo_dir = tempfile::tempdir().unwrap();
+    let fifos = memlogd::ensure_task_logs(&d.log, &d.query, fifo_dir.path(), "t").unwrap();
+    write_from_process(&fifos.stdout, "old task\n");
+    d.wait_lines("guest_vm-t", 1);
+
+    // The app is removed and comes back with the same task ID at once.
+    memlogd::remove_task_logs(fifo_dir.path(), "t").unwrap();
+    assert_eq!(d.stats().source("guest_vm-t").unwrap().streams, 1);
+    let again = memlogd::ensure_task_logs(&d.log, &d.query, fifo_dir.path(), "t").unwrap();
+    assert_eq!(again, fifos);
+    assert!(has_reader(&again.stdout), "new stdout FIFO has no reader");
+    assert!(has_reader(&again.stderr), "new stderr FIFO has no reader");
+    write_from_process(&again.stdout, "new task\n");
+    assert_eq!(d.wait_lines("guest_vm-t", 2), ["old task", "new task"]);
+    // No staging names are left behind, and a further call adds no reader.
+    memlogd::ensure_task_logs(&d.log, &d.query, fifo_dir.path(), "t").unwrap();
+    assert_eq!(d.stats().source("guest_vm-t").unwrap().streams, 2);
+    let mut names: Vec<String> = std::fs::read_dir(fifo_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["guest_vm-t.log", "guest_vm_err-t.log"]);
+}
+
+#[test]
+fn staging_fifo_left_by_a_dead_attacher_is_removed_and_released() {
+    let d = Daemon::start(&["-fifo-check-interval", "100ms"]);
+    let baseline = d.settled_fd_count();
+    let fifo_dir = tempfile::tempdir().unwrap();
+    // An attacher died after handing a staging FIFO to memlogd, before
+    // linking it into place.
+    let staged = fifo_dir.path().join(".guest_vm-t.log.new");
+    nix::unistd::mkfifo(&staged, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&staged)
+        .unwrap();
+    memlogd::register_fds(&d.log, "guest_vm-t", &[std::os::fd::AsFd::as_fd(&fd)]).unwrap();
+    drop(fd);
+    wait_until("staged stream", || {
+        d.stats()
+            .source("guest_vm-t")
+            .map(|s| s.streams == 1)?
+            .then_some(())
+    });
+    assert_eq!(memlogd::fifo_task_ids(fifo_dir.path()).unwrap(), ["t"]);
+
+    let fifos = memlogd::ensure_task_logs(&d.log, &d.query, fifo_dir.path(), "t").unwrap();
+    assert!(!staged.exists());
+    assert!(has_reader(&fifos.stdout) && has_reader(&fifos.stderr));
+    // memlogd drops the orphaned staging stream; the real ones stay.
+    d.wait_fds(baseline + 2);
+    let s = d.stats();
+    assert_eq!(s.source("guest_vm-t").unwrap().streams, 1);
+    assert_eq!(s.source("guest_vm_err-t").unwrap().streams, 1);
+
+    memlogd::remove_task_logs(fifo_dir.path(), "t").unwrap();
+    d.wait_fds(baseline);
+    assert!(memlogd::fifo_task_ids(fifo_dir.path()).unwrap().is_empty());
+}

@@ -37,7 +37,8 @@ pub struct TaskIo {
 impl TaskIo {
     /// The task's memlogd FIFOs (`<fifo_dir>/guest_vm-<task>.log` and
     /// `guest_vm_err-<task>.log`), created if needed and handed to memlogd
-    /// unless it already reads them. The shim then writes straight into
+    /// unless it already reads them (a FIFO made now is always handed over,
+    /// see [`memlogd::ensure_task_logs`]). The shim then writes straight into
     /// memlogd: no agent process is in the data path, so an agent crash
     /// never stalls the app's output. Blocking (socket I/O).
     pub fn memlogd(
@@ -329,16 +330,25 @@ impl Runtime {
         .await
     }
 
-    /// Stops (gracefully), then deletes the task and the container, runs
-    /// CNI DEL for its interfaces and removes its network namespace, and
-    /// unmounts the rootfs. The volume and its snapshot are kept (activate
-    /// false, restart, new version).
+    /// Stops (gracefully), then deletes the task, its log FIFOs (memlogd
+    /// drains and releases them) and the container, runs CNI DEL for its
+    /// interfaces and removes its network namespace, and unmounts the
+    /// rootfs. The volume and its snapshot are kept (activate false,
+    /// restart, new version). Every way a task goes away passes here, so no
+    /// FIFO outlives its task; the FIFOs go before the container, so a crash
+    /// in between is repaired by removing the container again.
     pub async fn remove_container(&self, observed: &ObservedApp) -> Result<()> {
         let id = &observed.task_id;
         if let Err(e) = self.stop(observed).await {
             tracing::warn!(task = %id, error = %e, "graceful stop failed; forcing");
         }
         self.force_delete_task(observed).await?;
+        memlogd::remove_task_logs(&self.layout.fifos(), id).map_err(|e| match e {
+            memlogd::Error::RemoveFifo { path, source } => {
+                RuntimeError::io("removing log FIFO", path, source)
+            }
+            other => RuntimeError::Instance(format!("removing log FIFOs of task {id}: {other}")),
+        })?;
         task::delete_container(&self.c, id).await?;
         net::detach_app(&self.layout, &self.cni, id).await?;
         volume::unmount_rootfs(&observed.volume_dir)
