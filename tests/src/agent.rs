@@ -1,6 +1,7 @@
 //! `outpostd` as a process under a private root, with a real memlogd, its
 //! own user containerd, images from `images/`, and the `outpost` CLI.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -351,6 +352,55 @@ pub fn app_yaml(uuid: &str, name: &str, num: u32, image: &str, extra: &str) -> S
     format!(
         "  - uuid: {uuid}\n    version: \"1\"\n    display_name: {name}\n    app_num: {num}\n    image: {image}:latest\n    resources: {{ memory_kib: 32768, vcpus: 1 }}\n    stop_timeout: 3s\n{extra}"
     )
+}
+
+/// Everything the agent may leave behind, as a comparable census:
+/// (app containers, container volume dirs, own leases, rootfs mount owners,
+/// FIFO names).
+pub async fn census(
+    env: &AgentEnv,
+) -> (
+    BTreeSet<String>,
+    BTreeSet<String>,
+    usize,
+    BTreeSet<String>,
+    BTreeSet<String>,
+) {
+    let rt = env.runtime().await;
+    let containers: BTreeSet<String> = rt
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.task_id)
+        .collect();
+    let vols: BTreeSet<String> = std::fs::read_dir(env.layout.volumes())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".container"))
+        .collect();
+    let leases = outpost_runtime::lease::list_own(rt.client())
+        .await
+        .unwrap()
+        .len();
+    let mnts: BTreeSet<String> = mounts(env.layout.root())
+        .into_iter()
+        .map(|m| {
+            m.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let fifos: BTreeSet<String> = std::fs::read_dir(env.layout.fifos())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    (containers, vols, leases, mnts, fifos)
 }
 
 /// Mounts of the env's root that are still present (leak check).

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use outpost_api::SwState;
-use outpost_runtime::{lease, volume};
-use outpost_tests::agent::{app_yaml, mounts, AgentEnv};
+use outpost_runtime::volume;
+use outpost_tests::agent::{app_yaml, census, mounts, AgentEnv};
 
 const T: Duration = Duration::from_secs(40);
 
@@ -328,50 +328,6 @@ async fn restarting_the_agent_adopts_running_apps() {
         );
     }
     env.teardown().await;
-}
-
-/// Everything the agent may leave behind, as a comparable census.
-async fn census(
-    env: &AgentEnv,
-) -> (
-    BTreeSet<String>,
-    BTreeSet<String>,
-    usize,
-    BTreeSet<String>,
-    BTreeSet<String>,
-) {
-    let rt = env.runtime().await;
-    let containers: BTreeSet<String> = rt
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| a.task_id)
-        .collect();
-    let vols: BTreeSet<String> = std::fs::read_dir(env.layout.volumes())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".container"))
-        .collect();
-    let leases = lease::list_own(rt.client()).await.unwrap().len();
-    let mnts: BTreeSet<String> = mounts(env.layout.root())
-        .into_iter()
-        .map(|m| {
-            m.parent()
-                .unwrap()
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    let fifos: BTreeSet<String> = std::fs::read_dir(env.layout.fifos())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    (containers, vols, leases, mnts, fifos)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,6 +92,18 @@ pub async fn run(opts: Options) -> Result<()> {
     if left > 0 {
         tracing::info!(leases = left, "removed leases left by a previous run");
     }
+    // A previous agent killed during a task create can leave a bundle
+    // without a task and a shim containerd no longer tracks: repair them
+    // before the first pass creates that task again.
+    let repaired = outpost_runtime::task::repair::repair_all(&client, &layout).await;
+    if !repaired.is_empty() {
+        tracing::info!(
+            shims_killed = ?repaired.shims_killed,
+            bundles_removed = ?repaired.bundles_removed,
+            containers_deleted = ?repaired.containers_deleted,
+            "repaired task state left by a previous run"
+        );
+    }
     let runtime = Runtime::new(client.clone(), layout.clone())?;
 
     // The checkpoint is the config until a source says otherwise, so an

@@ -270,13 +270,45 @@ impl Runtime {
         let released = lease.delete(&self.c).await;
         made?;
         released?;
-        let pid = task::create_task(&self.c, &id, &io.stdout, &io.stderr, &options).await?;
+        let pid = self.create_task(&id, io, &options).await?;
         Ok(CreatedApp {
             task_id: id,
             volume_dir: dir,
             pid,
             vnc_password_set,
         })
+    }
+
+    /// Task create that survives the leftovers of an agent killed during an
+    /// earlier create of the same task ([`task::repair`]): a bundle or shim
+    /// of the ID is repaired first (no task exists here, so they are stale),
+    /// and when containerd still refuses with the stale-bundle error (its
+    /// own roll-back racing this create) the repair runs again and the
+    /// create is tried once more.
+    async fn create_task(&self, id: &str, io: &TaskIo, options: &RuncOptions) -> Result<u32> {
+        if task::repair::has_leftovers(&self.c, &self.layout, id) {
+            match task::repair::repair_task(&self.c, &self.layout, id).await {
+                Ok(r) if !r.is_empty() => {
+                    tracing::info!(task = id, repaired = ?r, "stale task state repaired before create")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(task = id, error = %e, "repairing stale task state"),
+            }
+        }
+        match task::create_task(&self.c, id, &io.stdout, &io.stderr, options).await {
+            Err(e) if task::repair::is_stale_bundle(&e) => {
+                tracing::warn!(task = id, error = %e, "task create found a stale bundle; repairing");
+                match task::repair::repair_task(&self.c, &self.layout, id).await {
+                    Ok(r) => tracing::info!(task = id, repaired = ?r, "stale task state repaired"),
+                    Err(r) => {
+                        tracing::error!(task = id, error = %r, "repairing the stale task failed");
+                        return Err(e);
+                    }
+                }
+                task::create_task(&self.c, id, &io.stdout, &io.stderr, options).await
+            }
+            r => r,
+        }
     }
 
     async fn container_exists(&self, id: &str) -> Result<bool> {
@@ -308,14 +340,7 @@ impl Runtime {
             "runsc" => RuntimeClass::Runsc,
             _ => RuntimeClass::Runc,
         };
-        task::create_task(
-            &self.c,
-            id,
-            &io.stdout,
-            &io.stderr,
-            &self.runc_options(class)?,
-        )
-        .await?;
+        self.create_task(id, io, &self.runc_options(class)?).await?;
         task::start(&self.c, id, "").await
     }
 

@@ -4,6 +4,7 @@ mod exec;
 mod lifecycle;
 mod metrics;
 mod options;
+pub mod repair;
 mod state;
 
 pub use exec::{exec, ExecOutput, MAX_EXEC_OUTPUT, PROCESS_TYPE};
