@@ -49,13 +49,18 @@ fn wait_until(env: &AgentEnv, what: &str, timeout: Duration, f: impl Fn() -> boo
     }
 }
 
-/// Makes memlogd read a pipe under each of task `id`'s stream names, as when
-/// it still reads an earlier instance of the task right after a remove and
-/// re-create. The agent then does not attach the task's new FIFOs, so the
-/// shim blocks opening stdout inside task create: the create is held in
-/// flight for as long as the returned write ends are open.
+/// Holds task `id`'s create in flight: its FIFOs exist with no reader while
+/// memlogd reads a pipe under each of its stream names, so the agent takes
+/// the FIFOs for attached and does not hand them over, and the shim blocks
+/// opening stdout inside task create for as long as the returned write ends
+/// are open. (The agent itself never leaves a FIFO without a reader at its
+/// path; this stands for any cause of a slow create.)
 fn hold_task_streams(env: &AgentEnv, id: &str) -> Vec<OwnedFd> {
     let fifos = memlogd::task_fifos(&env.layout.fifos(), id);
+    std::fs::create_dir_all(env.layout.fifos()).unwrap();
+    for path in [&fifos.stdout, &fifos.stderr] {
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
     let mut writers = Vec::new();
     for stream in [&fifos.stdout_stream, &fifos.stderr_stream] {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
