@@ -386,10 +386,11 @@ fn boot_and_check(
         bail!("boot {n}: the guest reached the host directly at 10.0.2.2:{}; networking is not restricted", probe.port);
     }
 
+    let accel = vm.accel;
     let off = vm.poweroff(Duration::from_secs(90))?;
     println!("boot {n}: powered off in {:.1} s", secs(off));
     Ok(Times {
-        accel: vm.accel,
+        accel,
         shell: secs(shell),
         agent_guest: stamp("outpostd-ready"),
         running_guest: running
