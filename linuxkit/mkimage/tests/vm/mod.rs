@@ -218,6 +218,7 @@ impl Vm {
     }
 
     /// Waits until the console shows `text`.
+    #[allow(dead_code, reason = "tests/accel.rs uses it, tests/boot.rs does not")]
     pub fn wait_for_text(&mut self, text: &str, timeout: Duration) -> Result<()> {
         self.wait(timeout, &format!("{text:?}"), |t| t.find(text).map(|_| ()))
     }
