@@ -288,12 +288,10 @@ mod tests {
 
     #[test]
     fn builds_a_gpt_disk_and_replaces_its_config() {
-        if !(have("mksquashfs") && have("sgdisk") && have("mke2fs")) {
-            eprintln!(
-                "skipped: squashfs-tools, gdisk, e2fsprogs not installed (scripts/install-deps.sh)"
-            );
-            return;
-        }
+        assert!(
+            have("mksquashfs") && have("sgdisk") && have("mke2fs"),
+            "squashfs-tools, gdisk or e2fsprogs not installed (scripts/install-deps.sh installs them)"
+        );
         let d = tempfile::tempdir().unwrap();
         let (root, cfg) = (d.path().join("root"), d.path().join("cfg"));
         std::fs::create_dir_all(root.join("sbin")).unwrap();

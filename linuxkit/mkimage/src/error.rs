@@ -97,6 +97,12 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// `OUTPOST_QEMU_ACCEL` holds something other than `kvm`, `tcg` or `auto`.
+    #[error("OUTPOST_QEMU_ACCEL={value}: expected kvm, tcg, auto or unset")]
+    Accel {
+        /// The value found.
+        value: String,
+    },
 }
 
 impl Error {

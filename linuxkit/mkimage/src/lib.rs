@@ -34,6 +34,7 @@
 //! * `onboot`/`services` images come only from `oci:` definitions; their
 //!   processes run as root (no `uid`/`gid`), and whiteouts are not handled.
 
+pub mod accel;
 pub mod build;
 pub mod bundle;
 pub mod cpio;
@@ -49,6 +50,7 @@ pub mod rootfs;
 pub mod source;
 pub mod tree;
 
+pub use accel::{Accel, AccelChoice};
 pub use build::{build, BuildOptions, BuildReport};
 pub use def::Definition;
 pub use disk::DiskSizes;

@@ -59,7 +59,8 @@ enum Cmd {
     },
     /// Boot a built image in QEMU with the serial console on this terminal
     /// (Ctrl-A X quits; `poweroff` in the guest ends it). It boots the disk
-    /// itself: what the apps write to /persist stays.
+    /// itself: what the apps write to /persist stays. KVM when a probe KVM
+    /// guest prints on its console, else TCG; OUTPOST_QEMU_ACCEL=kvm|tcg overrides.
     Run {
         /// The build output directory.
         #[arg(long, short)]
@@ -125,7 +126,14 @@ fn run(cmd: Cmd) -> Result<()> {
         Cmd::Run { image } => {
             let mut q = QemuOptions::for_image(&image);
             q.interactive = true;
-            let err = q.command().exec();
+            // The same choice as the boot test; no fallback here (QEMU
+            // replaces this process), so a silent KVM guest is seen at once.
+            let accel = outpost_mkimage::accel::process_choice(&q.kernel)?;
+            eprintln!(
+                "outpost-mkimage: accelerator {} ({})",
+                accel.accel, accel.reason
+            );
+            let err = q.command(accel.accel).exec();
             return Err(err).context("starting qemu-system-x86_64");
         }
     }

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::accel::Accel;
+
 /// A TCP service of the host the guest may reach at `guest_ip:guest_port`
 /// (QEMU `guestfwd`): later, the controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,20 +73,12 @@ impl QemuOptions {
         }
     }
 
-    /// The `qemu-system-x86_64` command (stdio is the serial console; the
-    /// caller sets up stdin/stdout).
-    pub fn command(&self) -> Command {
-        self.command_with(kvm_usable())
-    }
-
-    /// [`QemuOptions::command`] with the accelerator chosen by the caller.
-    pub fn command_with(&self, kvm: bool) -> Command {
+    /// The `qemu-system-x86_64` command under `accel` (stdio is the serial
+    /// console; the caller sets up stdin/stdout). [`crate::accel`] says
+    /// which accelerator works on this host.
+    pub fn command(&self, accel: Accel) -> Command {
         let mut c = Command::new("qemu-system-x86_64");
-        if kvm {
-            c.args(["-accel", "kvm"]);
-        } else {
-            c.args(["-accel", "tcg,thread=multi"]);
-        }
+        c.args(["-accel", accel.qemu_arg()]);
         let mut netdev = String::from("user,id=n0,restrict=on");
         for f in &self.forwards {
             netdev.push_str(&f.netdev_option());
@@ -122,59 +116,6 @@ impl QemuOptions {
     }
 }
 
-/// True when KVM can run this machine: `/dev/kvm` opens read-write *and* a
-/// QEMU started with `-accel kvm` is still alive after two seconds (on some
-/// hosts /dev/kvm opens but QEMU aborts setting up the vCPU, and it does
-/// not fall back to TCG then). `OUTPOST_QEMU_ACCEL=tcg|kvm` overrides.
-/// Probed once per process.
-pub fn kvm_usable() -> bool {
-    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *USABLE.get_or_init(|| match std::env::var("OUTPOST_QEMU_ACCEL").as_deref() {
-        Ok("tcg") => false,
-        Ok("kvm") => true,
-        _ => {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/kvm")
-                .is_ok()
-                && kvm_probe()
-        }
-    })
-}
-
-fn kvm_probe() -> bool {
-    use std::process::Stdio;
-    let child = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "kvm",
-            "-machine",
-            "q35",
-            "-cpu",
-            "max",
-            "-m",
-            "64",
-            "-nodefaults",
-        ])
-        .args(["-display", "none", "-serial", "null", "-monitor", "none"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else { return false };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while std::time::Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,7 +129,7 @@ mod tests {
             guest_port: 8443,
             host_port: 18443,
         });
-        let c = o.command_with(false);
+        let c = o.command(Accel::Tcg);
         let args: Vec<String> = c
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
@@ -202,6 +143,13 @@ mod tests {
         assert_eq!(after("-append"), "console=ttyS0");
         assert!(after("-drive").starts_with("file=/img/disk.img,format=raw,if=virtio"));
         assert_eq!(after("-serial"), "stdio");
+        assert_eq!(after("-accel"), "tcg,thread=multi");
+        let kvm: Vec<String> = o
+            .command(Accel::Kvm)
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(kvm[..2], ["-accel", "kvm"]);
         assert!(args.contains(&"-no-reboot".to_string()));
     }
 }

@@ -1,5 +1,9 @@
 //! A QEMU guest driven through its serial console: boot, wait for the
 //! shell, run commands and read their output and exit status, power off.
+//!
+//! The accelerator is the process's choice ([`accel::process_choice`]); a
+//! boot under KVM whose console stays empty for [`KVM_SILENCE`] is killed
+//! and booted again under TCG, which the rest of the process then uses.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -8,12 +12,18 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use outpost_mkimage::QemuOptions;
+use outpost_mkimage::{accel, Accel, AccelChoice, QemuOptions};
+
+/// How long a boot under KVM may show nothing on its console before it is
+/// retried under TCG (a kernel prints its banner at once under KVM).
+pub const KVM_SILENCE: Duration = Duration::from_secs(15);
 
 /// Bytes read from the console so far, and whether QEMU has closed it.
 #[derive(Default)]
 struct Buffer {
     bytes: Vec<u8>,
+    /// Bytes of those from the console (stdout; the rest is QEMU's stderr).
+    console: usize,
     closed: bool,
 }
 
@@ -28,14 +38,58 @@ pub struct Vm {
     seq: u32,
     /// When QEMU was started.
     pub started: Instant,
+    /// The accelerator it runs under.
+    pub accel: Accel,
     /// The console transcript.
     pub log: PathBuf,
 }
 
 impl Vm {
-    /// Starts QEMU; the console is copied to `log`.
+    /// Starts QEMU under the process's accelerator; the console is copied to `log`.
     pub fn boot(name: &str, opts: &QemuOptions, log: &Path) -> Result<Vm> {
-        let mut cmd = opts.command();
+        let choice = accel::process_choice(&opts.kernel)?;
+        Vm::boot_with(name, opts, log, &choice)
+    }
+
+    /// [`Vm::boot`] under `choice`. Under KVM with fallback, waits up to
+    /// [`KVM_SILENCE`] for the first console byte; without one, kills QEMU
+    /// (its transcript stays in `<log>.kvm`) and boots under TCG, which
+    /// [`accel::process_choice`] answers from then on.
+    pub fn boot_with(
+        name: &str,
+        opts: &QemuOptions,
+        log: &Path,
+        choice: &AccelChoice,
+    ) -> Result<Vm> {
+        println!("{name}: accelerator {} ({})", choice.accel, choice.reason);
+        let mut vm = Vm::start(name, opts, log, choice.accel)?;
+        if choice.accel != Accel::Kvm || !choice.fallback {
+            return Ok(vm);
+        }
+        let why = match vm.wait_for_console(KVM_SILENCE) {
+            Ok(at) => {
+                println!(
+                    "{name}: first console output under KVM after {:.2} s",
+                    at.as_secs_f64()
+                );
+                return Ok(vm);
+            }
+            Err(e) => e,
+        };
+        drop(vm);
+        let kept = log.with_extension("log.kvm");
+        let _ = std::fs::rename(log, &kept);
+        let tcg = accel::fall_back_to_tcg(format!(
+            "{why:#} under KVM (QEMU killed, transcript {})",
+            kept.display()
+        ));
+        println!("{name}: accelerator tcg ({})", tcg.reason);
+        Vm::start(name, opts, log, Accel::Tcg)
+    }
+
+    /// Starts QEMU under `accel`.
+    fn start(name: &str, opts: &QemuOptions, log: &Path, accel: Accel) -> Result<Vm> {
+        let mut cmd = opts.command(accel);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -74,6 +128,9 @@ impl Vm {
                     }
                     let _ = file.write_all(&chunk[..n]);
                     b.bytes.extend_from_slice(&chunk[..n]);
+                    if tee {
+                        b.console += n;
+                    }
                     cv.notify_all();
                 }
             });
@@ -87,6 +144,7 @@ impl Vm {
             cursor: 0,
             seq: 0,
             started,
+            accel,
             log: log.to_owned(),
         })
     }
@@ -131,6 +189,38 @@ impl Vm {
             }
             b = cv.wait_timeout(b, deadline - now).unwrap().0;
         }
+    }
+
+    /// Waits for the first console byte; returns when it came (since QEMU
+    /// started). Fails when QEMU exits or `timeout` passes first.
+    pub fn wait_for_console(&mut self, timeout: Duration) -> Result<Duration> {
+        let deadline = self.started + timeout;
+        let (m, cv) = &*self.buf;
+        let mut b = m.lock().unwrap();
+        loop {
+            if b.console > 0 {
+                return Ok(self.started.elapsed());
+            }
+            if b.closed {
+                let stderr = String::from_utf8_lossy(&b.bytes);
+                let stderr: String = stderr.trim().chars().take(500).collect();
+                bail!(
+                    "{}: QEMU exited without console output: {stderr}",
+                    self.name
+                );
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                bail!("{}: no console output within {timeout:?}", self.name);
+            }
+            b = cv.wait_timeout(b, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits until the console shows `text`.
+    #[allow(dead_code, reason = "tests/accel.rs uses it, tests/boot.rs does not")]
+    pub fn wait_for_text(&mut self, text: &str, timeout: Duration) -> Result<()> {
+        self.wait(timeout, &format!("{text:?}"), |t| t.find(text).map(|_| ()))
     }
 
     /// Waits for the console shell and switches its echo off (which also
