@@ -1,6 +1,7 @@
 //! The ring buffer: entries numbered by a sequence number, bounded by count
-//! and by bytes, evicted oldest first. Readers hold a sequence number (a
-//! cursor) instead of a copy of the entries.
+//! and by bytes, evicted oldest first. Followers hold a sequence number (a
+//! cursor) instead of a copy of the entries; dumps take a snapshot
+//! (`server/snapshot.rs`) of shared references.
 
 use std::collections::VecDeque;
 
@@ -78,6 +79,11 @@ impl<T: RingItem> Ring<T> {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The items held, oldest first.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &T> {
+        self.items.iter()
     }
 
     /// Items from `cursor` (or the oldest held, if that was evicted) up to but
