@@ -75,11 +75,15 @@ fn parse(raw: &[u8]) -> Vec<LogEntry> {
         .collect()
 }
 
-#[test]
-fn slow_dump_during_a_storm_delivers_every_entry_present_at_its_start() {
+/// Fills a ring of `RING` entries, starts a dump in `mode` read slowly while
+/// a storm wraps the ring `WRAPS` times, and checks that the dump part holds
+/// exactly the entries present at its start, in order. Returns what followed
+/// the dump part (mode 2), up to the storm's last line.
+fn slow_dump_during_a_storm(mode: QueryMode) -> Vec<LogEntry> {
     const RING: usize = 20_000;
     const LINE: usize = 200;
     const WRAPS: usize = 5;
+    let last_storm_line = format!("storm {:06} ", RING * WRAPS - 1);
     // Line-bound ring: 20000 entries of ~270 encoded bytes (~5 MB), far more
     // than the socket buffers between memlogd and the reader.
     let d = Daemon::start(&["-max-lines", &RING.to_string(), "-max-bytes", "67108864"]);
@@ -93,13 +97,14 @@ fn slow_dump_during_a_storm_delivers_every_entry_present_at_its_start() {
     let held_own = s.source("memlogd").map_or(0, |s| s.lines) as usize;
     assert_eq!(held_pre + held_own, RING, "{s:?}");
 
-    let mut conn = small_buffer_query(&d.query, QueryMode::Dump);
+    let mut conn = small_buffer_query(&d.query, mode);
     // The first bytes arrive: the dump has started.
     let mut first = vec![0u8; 64];
     conn.read_exact(&mut first).unwrap();
     let storm_done = Arc::new(AtomicBool::new(false));
     let reader = {
         let storm_done = storm_done.clone();
+        let last = last_storm_line.clone();
         std::thread::spawn(move || {
             // Slow while the storm lasts: 64 bytes per millisecond at most.
             let mut got = first;
@@ -111,8 +116,18 @@ fn slow_dump_during_a_storm_delivers_every_entry_present_at_its_start() {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            conn.read_to_end(&mut got).unwrap();
-            got
+            // Then fast, to the end of a dump or the storm's last line.
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let n = conn.read(&mut chunk).unwrap();
+                got.extend_from_slice(&chunk[..n]);
+                let tail = &got[got.len().saturating_sub(2 * LINE)..];
+                let at_last =
+                    String::from_utf8_lossy(tail).contains(&last) && tail.ends_with(b"\n");
+                if n == 0 || at_last {
+                    return got;
+                }
+            }
         })
     };
 
@@ -127,7 +142,8 @@ fn slow_dump_during_a_storm_delivers_every_entry_present_at_its_start() {
     );
     storm_done.store(true, Ordering::SeqCst);
 
-    let entries = parse(&reader.join().unwrap());
+    let mut entries = parse(&reader.join().unwrap());
+    let after: Vec<LogEntry> = entries.split_off(RING.min(entries.len()));
     let own = entries.iter().filter(|e| e.source == "memlogd").count();
     let got: Vec<usize> = entries
         .iter()
@@ -150,6 +166,33 @@ fn slow_dump_during_a_storm_delivers_every_entry_present_at_its_start() {
         got.iter().copied().eq(RING - held_pre..RING),
         "dump out of order or with gaps"
     );
+    after
+}
+
+#[test]
+fn slow_dump_during_a_storm_delivers_every_entry_present_at_its_start() {
+    let after = slow_dump_during_a_storm(QueryMode::Dump);
+    assert!(after.is_empty(), "after the dump: {:?}", &after[..1]);
+}
+
+#[test]
+fn slow_dump_then_follow_during_a_storm_delivers_the_whole_dump_then_follows() {
+    let after = slow_dump_during_a_storm(QueryMode::DumpFollow);
+    // The follow part lags (its losses are counted like any follower's) but
+    // stays in order and reaches the storm's end.
+    let numbers: Vec<usize> = after
+        .iter()
+        .map(|e| {
+            let (tag, n) = tag_and_number(e);
+            assert_eq!(tag, "storm", "{e:?}");
+            n
+        })
+        .collect();
+    assert!(
+        numbers.windows(2).all(|p| p[0] < p[1]),
+        "follow out of order"
+    );
+    assert_eq!(numbers.last(), Some(&99_999));
 }
 
 #[test]
