@@ -50,7 +50,8 @@
 //! snapshots holding them; a dump whose queue does not fit is served from the
 //! live ring like a follower. Either way the reader's `dropped` counter and
 //! the totals count what it missed, and an incomplete dump ends with an entry
-//! of source `memlogd` whose message starts `dump incomplete:`.
+//! of source `memlogd` whose message starts `dump incomplete:` (mode 0 only:
+//! in mode 2 the follow part goes on and only the counters tell).
 //!
 //! # Stream kinds and FIFO lifetime
 //!

@@ -294,3 +294,34 @@ fn memory_kept_for_stuck_dumps_stays_within_max_dump_bytes_and_drops_are_counted
         assert_eq!(numbers.len() as u64 + dropped, held, "dump {g}");
     }
 }
+
+#[test]
+fn without_a_budget_a_dump_reads_the_live_ring_and_says_what_it_missed() {
+    const RING: usize = 5_000;
+    let d = Daemon::start(&["-max-lines", &RING.to_string(), "-max-dump-bytes", "0"]);
+    let mut pre = register_pipe(&d.log, "pre");
+    write_lines(&mut pre, "pre", 0..RING, 200);
+    wait_received(&d, "pre", RING as u64);
+    let mut conn = small_buffer_query(&d.query, QueryMode::Dump);
+    let mut first = vec![0u8; 64];
+    conn.read_exact(&mut first).unwrap();
+    let mut storm = register_pipe(&d.log, "storm");
+    write_lines(&mut storm, "storm", 0..RING * 2, 200);
+    wait_received(&d, "storm", (RING * 2) as u64);
+    let s = d.stats();
+    assert_eq!(s.totals.dumps_unsnapshotted, 1, "{:?}", s.totals);
+    let lag = s.readers.iter().find(|r| r.mode == "dump").unwrap().dropped;
+
+    let mut raw = first;
+    conn.read_to_end(&mut raw).unwrap();
+    let mut entries = parse(&raw);
+    let notice = entries.pop().unwrap();
+    let delivered = entries.len() as u64;
+    assert!(delivered < RING as u64, "nothing lost? {delivered}");
+    let lost = RING as u64 - delivered;
+    assert_eq!(lag, lost, "live drop counter");
+    assert_eq!(notice.source, "memlogd");
+    let want = format!("dump incomplete: {lost} of the {RING} entries");
+    assert!(notice.msg.starts_with(&want), "{notice:?}, want {want:?}");
+    assert!(notice.msg.contains("evicted"), "{notice:?}");
+}

@@ -87,23 +87,23 @@ async fn serve_mode(
     mode: QueryMode,
     start: Start,
 ) -> io::Result<()> {
-    let end = match start {
+    let (end, missing) = match start {
         Start::Stats => {
             write_side.drain_all();
             return send_stats(shared, stream).await;
         }
         Start::Follow(from) => return follow(shared, reader, stream, from).await,
-        Start::Snapshot { end } => {
-            send_snapshot(shared, reader, stream).await?;
-            end
-        }
-        Start::Range { first, end } => {
-            send_range(shared, reader, stream, first, end).await?;
-            end
-        }
+        Start::Snapshot { end } => (end, send_snapshot(shared, reader, stream).await?),
+        Start::Range { first, end } => (end, send_range(shared, reader, stream, first, end).await?),
     };
     if mode == QueryMode::DumpFollow {
+        // No notice here: the follow part goes on with entries older than
+        // now, and clients that keep a time cursor (the agent's log
+        // shipper) would skip them. The counters say what was missed.
         return follow(shared, reader, stream, end).await;
+    }
+    if let Some(missing) = missing {
+        send_notice(stream, &missing).await?;
     }
     shared.reader_done(reader);
     stream.shutdown().await
@@ -119,38 +119,47 @@ async fn send_stats(shared: &Shared, stream: &mut UnixStream) -> io::Result<()> 
     stream.shutdown().await
 }
 
-/// Sends the reader's snapshot, then a notice if some of it was dropped.
+/// What a dump could not deliver.
+#[derive(Debug)]
+struct Missing {
+    lost: u64,
+    of: u64,
+    why: String,
+}
+
+/// Sends the reader's snapshot; says what was dropped from it.
 async fn send_snapshot(
     shared: &Shared,
     reader: &Reader,
     stream: &mut UnixStream,
-) -> io::Result<()> {
+) -> io::Result<Option<Missing>> {
     let mut buf = Vec::with_capacity(BATCH_BYTES);
     while shared.read_snapshot(reader, &mut buf, BATCH_BYTES) > 0 {
         stream.write_all(&buf).await?;
         buf.clear();
     }
-    match shared.end_snapshot(reader) {
-        Some(short) if short.dropped > 0 => {
-            let why = format!(
+    Ok(shared
+        .end_snapshot(reader)
+        .filter(|short| short.dropped > 0)
+        .map(|short| Missing {
+            lost: short.dropped,
+            of: short.taken,
+            why: format!(
                 "dropped to keep dump memory within -max-dump-bytes {}",
                 shared.cfg.dump_budget()
-            );
-            send_notice(stream, short.dropped, short.taken, &why).await
-        }
-        _ => Ok(()),
-    }
+            ),
+        }))
 }
 
-/// Sends entries `cursor..end` still held by the live ring, then a notice if
-/// some were evicted before they could be sent.
+/// Sends entries `cursor..end` still held by the live ring; says how many
+/// were evicted before they could be sent.
 async fn send_range(
     shared: &Shared,
     reader: &Reader,
     stream: &mut UnixStream,
     mut cursor: u64,
     end: u64,
-) -> io::Result<()> {
+) -> io::Result<Option<Missing>> {
     let first = cursor;
     let dropped_before = reader.dropped();
     let mut buf = Vec::with_capacity(BATCH_BYTES);
@@ -162,19 +171,21 @@ async fn send_range(
         stream.write_all(&buf).await?;
     }
     let lost = reader.dropped() - dropped_before;
-    if lost == 0 {
-        return Ok(());
-    }
-    let why = format!(
-        "evicted before they were sent; the dump's snapshot did not fit in -max-dump-bytes {}",
-        shared.cfg.dump_budget()
-    );
-    send_notice(stream, lost, end - first, &why).await
+    Ok((lost > 0).then(|| Missing {
+        lost,
+        of: end - first,
+        why: format!(
+            "evicted before they were sent; the dump's snapshot did not fit in \
+             -max-dump-bytes {}",
+            shared.cfg.dump_budget()
+        ),
+    }))
 }
 
-/// The last entry of an incomplete dump: a memlogd entry (which any
-/// linuxkit-compatible client prints like any other) saying what is missing.
-async fn send_notice(stream: &mut UnixStream, lost: u64, of: u64, why: &str) -> io::Result<()> {
+/// The last entry of an incomplete dump (mode 0): a memlogd entry, which any
+/// linuxkit-compatible client prints like any other, saying what is missing.
+async fn send_notice(stream: &mut UnixStream, missing: &Missing) -> io::Result<()> {
+    let Missing { lost, of, why } = missing;
     let msg = format!(
         "{NOTICE_PREFIX} {lost} of the {of} entries held when this dump started are missing ({why})"
     );
