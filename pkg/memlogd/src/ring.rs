@@ -151,6 +151,8 @@ mod tests {
             (r.len(), r.bytes(), r.first_seq(), r.next_seq()),
             (3, 12, 2, 5)
         );
+        let held: Vec<usize> = r.iter().map(|i| i.0).collect();
+        assert_eq!(held, [3, 4, 5]);
     }
 
     #[test]
