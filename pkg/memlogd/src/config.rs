@@ -24,6 +24,10 @@ pub struct Config {
     pub max_line_len: usize,
     /// Byte bound of the ring, counted as encoded JSON (`-max-bytes`, default 8 MiB).
     pub max_bytes: usize,
+    /// Bytes dump snapshots may keep alive beyond the ring (`-max-dump-bytes`);
+    /// `None`: the same as `max_bytes`; `Some(0)`: dumps read the live ring
+    /// and lose what it evicts before they send it.
+    pub max_dump_bytes: Option<usize>,
     /// Query connections served at once; more are closed (`-max-readers`).
     pub max_readers: usize,
     /// Streams read at once; further fds are closed (`-max-streams`).
@@ -44,6 +48,7 @@ impl Default for Config {
             max_lines: 5000,
             max_line_len: 1024,
             max_bytes: 8 << 20,
+            max_dump_bytes: None,
             max_readers: 128,
             max_streams: 4096,
             fifo_check_interval: Duration::from_secs(2),
@@ -60,6 +65,11 @@ impl Config {
             socket_query: dir.join("memlogdq.sock"),
             ..Config::default()
         }
+    }
+
+    /// Bytes dump snapshots may keep alive beyond the ring.
+    pub fn dump_budget(&self) -> usize {
+        self.max_dump_bytes.unwrap_or(self.max_bytes)
     }
 
     /// Refuses bounds that make no sense.
@@ -103,6 +113,7 @@ mod tests {
         let c = Config::default();
         c.validate().unwrap();
         assert_eq!((c.max_lines, c.max_line_len), (5000, 1024));
+        assert_eq!(c.dump_budget(), c.max_bytes);
     }
 
     #[test]

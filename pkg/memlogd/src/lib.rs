@@ -34,11 +34,24 @@
 //! and yields to other tasks after every read, so a flooding writer cannot
 //! starve readers or other streams.
 //!
-//! A reader is a cursor into the ring, so the ring itself is every reader's
-//! bounded queue: no entry is copied per reader, and a slow or stuck reader
-//! never blocks writers or other readers. When entries a reader has not yet
-//! been sent are evicted, they are lost for that reader only and counted in
-//! its `dropped` counter (shown live by the stats mode).
+//! A follower is a cursor into the ring, so the ring itself is every
+//! follower's bounded queue: no entry is copied per reader, and a slow or
+//! stuck reader never blocks writers or other readers. When entries a
+//! follower has not yet been sent are evicted, they are lost for that reader
+//! only and counted in its `dropped` counter (shown live by the stats mode).
+//!
+//! A dump (mode 0, and the history part of mode 2) sends exactly the entries
+//! held when it started, in order, however slowly it is read: it takes a
+//! snapshot of shared references to them (one pointer copy per entry, no
+//! line copied). What snapshots keep alive after the ring evicted it, plus
+//! their queues (16 bytes per entry), is bounded by `-max-dump-bytes`
+//! (default: the same as `-max-bytes`, so memory is at most about twice the
+//! ring's). Over that budget the oldest such entries are taken out of the
+//! snapshots holding them; a dump whose queue does not fit is served from the
+//! live ring like a follower. Either way the reader's `dropped` counter and
+//! the totals count what it missed, and an incomplete dump ends with an entry
+//! of source `memlogd` whose message starts `dump incomplete:` (mode 0 only:
+//! in mode 2 the follow part goes on and only the counters tell).
 //!
 //! # Stream kinds and FIFO lifetime
 //!
@@ -78,9 +91,10 @@
 //! * A query connection that sends no mode byte within 10 s is closed;
 //!   followers that hang up are noticed even when no log arrives; at most
 //!   `-max-readers` query connections and `-max-streams` streams are served.
-//! * Readers are cursors, not per-reader copies: a dump sent to a slow reader
-//!   while the ring wraps loses the entries evicted meanwhile (counted), where
-//!   linuxkit would have queued a copy of the whole ring for it.
+//! * A dump holds references to the ring's entries rather than a copy of the
+//!   ring (as linuxkit takes), and only within `-max-dump-bytes`: a dump read
+//!   more slowly than the ring wraps may miss entries once that budget is
+//!   used up, and says so in a final `memlogd` entry.
 //! * A stale socket file left by a dead memlogd is replaced at start-up; the
 //!   socket files are removed on SIGTERM/SIGINT.
 //! * Errors and end of stream do not panic `logread`; `logwrite` names its

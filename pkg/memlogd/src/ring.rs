@@ -1,6 +1,7 @@
 //! The ring buffer: entries numbered by a sequence number, bounded by count
-//! and by bytes, evicted oldest first. Readers hold a sequence number (a
-//! cursor) instead of a copy of the entries.
+//! and by bytes, evicted oldest first. Followers hold a sequence number (a
+//! cursor) instead of a copy of the entries; dumps take a snapshot
+//! (`server/snapshot.rs`) of shared references.
 
 use std::collections::VecDeque;
 
@@ -80,6 +81,11 @@ impl<T: RingItem> Ring<T> {
         self.bytes
     }
 
+    /// The items held, oldest first.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &T> {
+        self.items.iter()
+    }
+
     /// Items from `cursor` (or the oldest held, if that was evicted) up to but
     /// not including `end`, stopping after `max_items` or once at least
     /// `max_bytes` were returned; `visit` sees each one.
@@ -145,6 +151,8 @@ mod tests {
             (r.len(), r.bytes(), r.first_seq(), r.next_seq()),
             (3, 12, 2, 5)
         );
+        let held: Vec<usize> = r.iter().map(|i| i.0).collect();
+        assert_eq!(held, [3, 4, 5]);
     }
 
     #[test]

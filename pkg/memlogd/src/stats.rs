@@ -43,6 +43,22 @@ pub struct Totals {
     pub reader_drops: u64,
     /// memlogd's own messages suppressed by its rate limit.
     pub self_suppressed: u64,
+    /// Bound on the bytes dump snapshots keep alive beyond the ring (`-max-dump-bytes`).
+    #[serde(default)]
+    pub max_dump_bytes: u64,
+    /// Bytes dump snapshots keep alive beyond the ring now (their queues and
+    /// the entries evicted since they were taken).
+    #[serde(default)]
+    pub dump_bytes: u64,
+    /// Entries taken out of dump snapshots to stay within `max_dump_bytes`
+    /// (not delivered), since start.
+    #[serde(default)]
+    pub dump_drops: u64,
+    /// Dumps served from the live ring because their snapshot did not fit in
+    /// `max_dump_bytes` (entries evicted before they were sent count as
+    /// reader drops).
+    #[serde(default)]
+    pub dumps_unsnapshotted: u64,
 }
 
 /// Counters of one source (stream name).
@@ -73,7 +89,8 @@ pub struct ReaderStats {
     pub mode: String,
     /// Entries handed to the connection.
     pub sent: u64,
-    /// Entries evicted before they could be sent to this reader.
+    /// Entries this reader lost: evicted before they could be sent to it, or
+    /// taken out of its dump snapshot over the budget.
     pub dropped: u64,
 }
 

@@ -185,6 +185,12 @@ fn write_stats_table(s: &Stats, out: &mut impl Write) -> io::Result<()> {
     )?;
     writeln!(
         out,
+        "dumps: {}/{} bytes kept beyond the ring, {} entries dropped over it, \
+         {} dumps served from the live ring",
+        t.dump_bytes, t.max_dump_bytes, t.dump_drops, t.dumps_unsnapshotted
+    )?;
+    writeln!(
+        out,
         "\n{:<40} {:>7} {:>10} {:>9} {:>9} {:>6} {:>9}",
         "SOURCE", "STREAMS", "RECEIVED", "TRUNCATED", "EVICTED", "LINES", "BYTES"
     )?;

@@ -53,6 +53,12 @@ const FLAGS: &[Flag] = &[
         help: "Bytes of encoded log entries to keep in memory",
     },
     Flag {
+        name: "max-dump-bytes",
+        kind: Kind::Value("int"),
+        default: "-1",
+        help: "Bytes dumps may keep alive beyond the ring for slow readers (-1: same as -max-bytes, 0: none)",
+    },
+    Flag {
         name: "max-readers",
         kind: Kind::Value("int"),
         default: "128",
@@ -155,6 +161,12 @@ fn config_from(p: &Parsed) -> Result<Config, FlagError> {
         max_lines: p.size("max-lines", d.max_lines)?,
         max_line_len: p.size("max-line-len", d.max_line_len)?,
         max_bytes: p.size("max-bytes", d.max_bytes)?,
+        max_dump_bytes: match p.int("max-dump-bytes", -1)? {
+            -1 => None,
+            v => Some(usize::try_from(v).map_err(|_| {
+                FlagError::Bad(format!("invalid value {v} for flag -max-dump-bytes"))
+            })?),
+        },
         max_readers: p.size("max-readers", d.max_readers)?,
         max_streams: p.size("max-streams", d.max_streams)?,
         fifo_check_interval: p.duration("fifo-check-interval", d.fifo_check_interval)?,
@@ -200,6 +212,11 @@ mod tests {
             (10, 1024, 100_000)
         );
         assert_eq!(c.fd_log, None);
+        assert_eq!(c.max_dump_bytes, None);
+        let p = parse(FLAGS, ["-max-dump-bytes", "0"].map(OsString::from)).unwrap();
+        assert_eq!(config_from(&p).unwrap().max_dump_bytes, Some(0));
+        let p = parse(FLAGS, ["-max-dump-bytes", "-2"].map(OsString::from)).unwrap();
+        assert!(config_from(&p).is_err());
         assert_eq!(c.fifo_check_interval, Duration::from_millis(250));
         let p = parse(FLAGS, ["-max-lines", "-5"].map(OsString::from)).unwrap();
         assert!(config_from(&p).is_err());

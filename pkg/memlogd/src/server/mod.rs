@@ -3,6 +3,8 @@
 
 mod daemonize;
 mod query_side;
+mod reader;
+mod snapshot;
 mod sockets;
 mod state;
 mod stream;

@@ -3,17 +3,21 @@
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::state::{Reader, Shared};
+use super::reader::Reader;
+use super::state::{Shared, Start};
 use super::write_side::WriteSide;
 use crate::client::QueryMode;
+use crate::encode::encode_entry;
 
 /// Bytes copied out of the ring per write to a reader.
 const BATCH_BYTES: usize = 32 * 1024;
+/// How the notice ending an incomplete dump starts (source `memlogd`).
+pub(crate) const NOTICE_PREFIX: &str = "dump incomplete:";
 
 /// Removes the reader from the counters however its task ends.
 struct Registration {
@@ -70,25 +74,39 @@ async fn serve(reg: Registration, mut stream: UnixStream, write_side: Arc<WriteS
         shared.counters.bad_modes.fetch_add(1, Relaxed);
         return;
     };
-    // The starting point is fixed before the mode shows in the stats, so a
-    // client that sees itself listed knows every later entry will reach it.
-    let (first, next) = shared.seq_range();
-    let start = match mode {
-        QueryMode::Stats => None,
-        QueryMode::Follow => Some(next),
-        QueryMode::Dump | QueryMode::DumpFollow => Some(first),
-    };
-    reg.reader.begin(mode, start);
+    let start = shared.begin(&reg.reader, mode);
     // Errors here are the reader hanging up: nothing to report.
-    let _ = match mode {
-        QueryMode::Stats => {
+    let _ = serve_mode(shared, &reg.reader, &mut stream, &write_side, mode, start).await;
+}
+
+async fn serve_mode(
+    shared: &Shared,
+    reader: &Reader,
+    stream: &mut UnixStream,
+    write_side: &WriteSide,
+    mode: QueryMode,
+    start: Start,
+) -> io::Result<()> {
+    let (end, missing) = match start {
+        Start::Stats => {
             write_side.drain_all();
-            send_stats(shared, &mut stream).await
+            return send_stats(shared, stream).await;
         }
-        QueryMode::Dump => send_range(shared, &reg.reader, &mut stream, first, next).await,
-        QueryMode::Follow => follow(shared, &reg.reader, &mut stream, next).await,
-        QueryMode::DumpFollow => follow(shared, &reg.reader, &mut stream, first).await,
+        Start::Follow(from) => return follow(shared, reader, stream, from).await,
+        Start::Snapshot { end } => (end, send_snapshot(shared, reader, stream).await?),
+        Start::Range { first, end } => (end, send_range(shared, reader, stream, first, end).await?),
     };
+    if mode == QueryMode::DumpFollow {
+        // No notice here: the follow part goes on with entries older than
+        // now, and clients that keep a time cursor (the agent's log
+        // shipper) would skip them. The counters say what was missed.
+        return follow(shared, reader, stream, end).await;
+    }
+    if let Some(missing) = missing {
+        send_notice(stream, &missing).await?;
+    }
+    shared.reader_done(reader);
+    stream.shutdown().await
 }
 
 async fn send_stats(shared: &Shared, stream: &mut UnixStream) -> io::Result<()> {
@@ -101,14 +119,49 @@ async fn send_stats(shared: &Shared, stream: &mut UnixStream) -> io::Result<()> 
     stream.shutdown().await
 }
 
-/// Sends entries `cursor..end` (those still held), then closes.
+/// What a dump could not deliver.
+#[derive(Debug)]
+struct Missing {
+    lost: u64,
+    of: u64,
+    why: String,
+}
+
+/// Sends the reader's snapshot; says what was dropped from it.
+async fn send_snapshot(
+    shared: &Shared,
+    reader: &Reader,
+    stream: &mut UnixStream,
+) -> io::Result<Option<Missing>> {
+    let mut buf = Vec::with_capacity(BATCH_BYTES);
+    while shared.read_snapshot(reader, &mut buf, BATCH_BYTES) > 0 {
+        stream.write_all(&buf).await?;
+        buf.clear();
+    }
+    Ok(shared
+        .end_snapshot(reader)
+        .filter(|short| short.dropped > 0)
+        .map(|short| Missing {
+            lost: short.dropped,
+            of: short.taken,
+            why: format!(
+                "dropped to keep dump memory within -max-dump-bytes {}",
+                shared.cfg.dump_budget()
+            ),
+        }))
+}
+
+/// Sends entries `cursor..end` still held by the live ring; says how many
+/// were evicted before they could be sent.
 async fn send_range(
     shared: &Shared,
     reader: &Reader,
     stream: &mut UnixStream,
     mut cursor: u64,
     end: u64,
-) -> io::Result<()> {
+) -> io::Result<Option<Missing>> {
+    let first = cursor;
+    let dropped_before = reader.dropped();
     let mut buf = Vec::with_capacity(BATCH_BYTES);
     while cursor < end {
         buf.clear();
@@ -117,8 +170,28 @@ async fn send_range(
         }
         stream.write_all(&buf).await?;
     }
-    shared.reader_done(reader);
-    stream.shutdown().await
+    let lost = reader.dropped() - dropped_before;
+    Ok((lost > 0).then(|| Missing {
+        lost,
+        of: end - first,
+        why: format!(
+            "evicted before they were sent; the dump's snapshot did not fit in \
+             -max-dump-bytes {}",
+            shared.cfg.dump_budget()
+        ),
+    }))
+}
+
+/// The last entry of an incomplete dump (mode 0): a memlogd entry, which any
+/// linuxkit-compatible client prints like any other, saying what is missing.
+async fn send_notice(stream: &mut UnixStream, missing: &Missing) -> io::Result<()> {
+    let Missing { lost, of, why } = missing;
+    let msg = format!(
+        "{NOTICE_PREFIX} {lost} of the {of} entries held when this dump started are missing ({why})"
+    );
+    let mut line = Vec::new();
+    encode_entry(&mut line, SystemTime::now(), crate::SELF_SOURCE, &msg);
+    stream.write_all(&line).await
 }
 
 /// Sends entries from `cursor` on, forever; returns when the reader hangs up.

@@ -1,14 +1,16 @@
-//! State shared by all of the daemon's tasks: the ring, per-source and
-//! per-reader counters, and the notification followers wait on.
+//! State shared by all of the daemon's tasks: the ring, the dump snapshots,
+//! per-source and per-reader counters, and the notification followers wait on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use super::reader::Reader;
+use super::snapshot::{Line, Shortfall, Snapshots};
 use crate::client::QueryMode;
 use crate::config::Config;
 use crate::encode::encode_entry;
@@ -21,11 +23,12 @@ const MAX_TRACKED_SOURCES: usize = 1024;
 const SELF_LOG_BURST: u32 = 20;
 const SELF_LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// One ring entry: its source and its encoded JSON line.
+/// One ring entry: its source and its encoded JSON line (shared with the
+/// dump snapshots that hold it).
 #[derive(Debug)]
 struct Entry {
     source: Arc<str>,
-    line: Box<[u8]>,
+    line: Line,
 }
 
 impl RingItem for Entry {
@@ -44,37 +47,6 @@ struct SourceCounters {
     bytes: u64,
 }
 
-/// Counters of one query connection; the cursor is published for the stats.
-#[derive(Debug)]
-pub(crate) struct Reader {
-    pub id: u64,
-    mode: AtomicU8,
-    cursor: AtomicU64,
-    sent: AtomicU64,
-    dropped: AtomicU64,
-}
-
-impl Reader {
-    /// Records the mode and, for entry-sending modes, the starting cursor.
-    pub fn begin(&self, mode: QueryMode, cursor: Option<u64>) {
-        if let Some(c) = cursor {
-            self.cursor.store(c, Relaxed);
-        }
-        self.mode.store(mode as u8, Relaxed);
-    }
-
-    fn mode_name(&self) -> &'static str {
-        match self.mode.load(Relaxed) {
-            u8::MAX => "pending",
-            b => QueryMode::from_byte(b).map_or("unknown", QueryMode::as_str),
-        }
-    }
-
-    fn dropped_now(&self, first_seq: u64) -> u64 {
-        self.dropped.load(Relaxed) + first_seq.saturating_sub(self.cursor.load(Relaxed))
-    }
-}
-
 /// Counters kept outside the lock.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -88,6 +60,7 @@ pub(crate) struct Counters {
 #[derive(Debug)]
 struct State {
     ring: Ring<Entry>,
+    dumps: Snapshots,
     sources: HashMap<Arc<str>, SourceCounters>,
     readers: BTreeMap<u64, Arc<Reader>>,
     next_reader: u64,
@@ -115,12 +88,34 @@ pub(crate) struct Shared {
 }
 
 /// A line ready for the ring: encoded entry and whether it was truncated.
-pub(crate) type EncodedLine = (Box<[u8]>, bool);
+pub(crate) type EncodedLine = (Line, bool);
+
+/// Where a query connection starts, fixed under the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// Stats: no entries.
+    Stats,
+    /// Follow from this sequence number.
+    Follow(u64),
+    /// Dump the reader's snapshot; a follow continues at `end`.
+    Snapshot {
+        /// Sequence number after the last entry of the snapshot.
+        end: u64,
+    },
+    /// Dump `first..end` from the live ring (the snapshot did not fit).
+    Range {
+        /// Oldest entry held when the dump started.
+        first: u64,
+        /// Sequence number after the last entry held when the dump started.
+        end: u64,
+    },
+}
 
 impl Shared {
     pub fn new(cfg: Config, stop: Arc<watch::Sender<bool>>) -> Arc<Self> {
         let state = State {
             ring: Ring::new(cfg.max_lines, cfg.max_bytes),
+            dumps: Snapshots::new(cfg.dump_budget()),
             sources: HashMap::new(),
             readers: BTreeMap::new(),
             next_reader: 1,
@@ -233,7 +228,7 @@ impl Shared {
             let mut line = Vec::new();
             encode_entry(&mut line, SystemTime::now(), crate::SELF_SOURCE, &text);
             let source = st.source_key(crate::SELF_SOURCE);
-            st.push(&source, vec![(line.into_boxed_slice(), false)]);
+            st.push(&source, vec![(Line::from(line), false)]);
             st.ring.next_seq()
         };
         self.seq_tx.send_replace(next);
@@ -252,30 +247,62 @@ impl Shared {
         }
         let id = st.next_reader;
         st.next_reader += 1;
-        let reader = Arc::new(Reader {
-            id,
-            mode: AtomicU8::new(u8::MAX),
-            cursor: AtomicU64::new(u64::MAX),
-            sent: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        });
+        let reader = Arc::new(Reader::new(id));
         st.readers.insert(id, reader.clone());
         Some(reader)
     }
 
-    /// A query connection ended; its drops move to the totals.
+    /// A query connection ended: its snapshot is released, its drops move to
+    /// the totals.
     pub fn remove_reader(&self, reader: &Reader) {
         let mut st = self.lock();
+        st.dumps.remove(reader);
         let first = st.ring.first_seq();
         if st.readers.remove(&reader.id).is_some() {
             st.closed_reader_drops += reader.dropped_now(first);
         }
     }
 
-    /// `(oldest, next)` sequence numbers: a dump covers `oldest..next`.
-    pub fn seq_range(&self) -> (u64, u64) {
-        let st = self.lock();
-        (st.ring.first_seq(), st.ring.next_seq())
+    /// Fixes where `reader` starts for `mode`, taking a dump's snapshot, before
+    /// the mode shows in the stats: a client that sees itself listed knows
+    /// every later entry will reach it.
+    pub fn begin(&self, reader: &Arc<Reader>, mode: QueryMode) -> Start {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let (first, next) = (st.ring.first_seq(), st.ring.next_seq());
+        let start = match mode {
+            QueryMode::Stats => Start::Stats,
+            QueryMode::Follow => Start::Follow(next),
+            QueryMode::Dump | QueryMode::DumpFollow => {
+                let lines = st.ring.iter().map(|e| &e.line);
+                if st.dumps.take(reader, first, lines) {
+                    Start::Snapshot { end: next }
+                } else {
+                    Start::Range { first, end: next }
+                }
+            }
+        };
+        // What the reader reads from the live ring, for its lag in the stats.
+        let follows = mode == QueryMode::DumpFollow;
+        let (cursor, end) = match start {
+            Start::Stats => (None, u64::MAX),
+            Start::Follow(from) => (Some(from), u64::MAX),
+            Start::Snapshot { end } => (follows.then_some(end), u64::MAX),
+            Start::Range { first, end } => (Some(first), if follows { u64::MAX } else { end }),
+        };
+        reader.begin(mode, cursor, end);
+        start
+    }
+
+    /// Copies the next entries of `reader`'s snapshot (at least `max_bytes`
+    /// or to its end) into `out`; returns how many (0 when it is exhausted).
+    pub fn read_snapshot(&self, reader: &Reader, out: &mut Vec<u8>, max_bytes: usize) -> usize {
+        self.lock().dumps.read(reader, out, max_bytes)
+    }
+
+    /// `reader` sent its whole snapshot: release it and say what it missed.
+    pub fn end_snapshot(&self, reader: &Reader) -> Option<Shortfall> {
+        self.lock().dumps.remove(reader)
     }
 
     /// Copies the encoded lines from `*cursor` (up to `end`, at most
@@ -295,17 +322,17 @@ impl Shared {
         });
         let lost = slice.start.min(end).saturating_sub(*cursor);
         if lost > 0 {
-            reader.dropped.fetch_add(lost, Relaxed);
+            reader.add_dropped(lost);
         }
         *cursor = (slice.start + slice.count as u64).max(*cursor);
-        reader.cursor.store(*cursor, Relaxed);
-        reader.sent.fetch_add(slice.count as u64, Relaxed);
+        reader.set_cursor(*cursor);
+        reader.add_sent(slice.count as u64);
         slice.count
     }
 
     /// A reader that is done (dump finished) or not started no longer lags.
     pub fn reader_done(&self, reader: &Reader) {
-        reader.cursor.store(u64::MAX, Relaxed);
+        reader.set_cursor(u64::MAX);
     }
 
     /// The stats answer, in protocol order.
@@ -333,6 +360,10 @@ impl Shared {
             bad_modes: c.bad_modes.load(Relaxed),
             reader_drops: st.closed_reader_drops + live_drops,
             self_suppressed: st.self_suppressed,
+            max_dump_bytes: st.dumps.budget() as u64,
+            dump_bytes: st.dumps.charged() as u64,
+            dump_drops: st.dumps.dropped(),
+            dumps_unsnapshotted: st.dumps.refused(),
         };
         let mut lines = vec![StatsLine::Totals(totals)];
         let mut sources: Vec<_> = st.sources.iter().collect();
@@ -352,7 +383,7 @@ impl Shared {
             StatsLine::Reader(ReaderStats {
                 id: r.id,
                 mode: r.mode_name().to_string(),
-                sent: r.sent.load(Relaxed),
+                sent: r.sent(),
                 dropped: r.dropped_now(first),
             })
         }));
@@ -393,6 +424,7 @@ impl State {
     fn push(&mut self, source: &Arc<str>, lines: Vec<EncodedLine>) {
         let State {
             ring,
+            dumps,
             sources,
             received,
             truncated,
@@ -412,6 +444,7 @@ impl State {
                 line,
             };
             ring.push(entry, |old| {
+                dumps.on_evict(&old.line);
                 *evicted += 1;
                 if Arc::ptr_eq(&old.source, source) {
                     gone += 1;
@@ -424,6 +457,7 @@ impl State {
                 }
             });
         }
+        dumps.enforce(ring.first_seq(), 0);
         *received += got;
         *truncated += cut;
         if let Some(s) = sources.get_mut(source) {

@@ -216,7 +216,7 @@ fn flush_partial(shared: &Shared, name: &Arc<str>, splitter: &mut LineSplitter) 
 fn encode(scratch: &mut Vec<u8>, prefix: &[u8], line: &[u8], truncated: bool) -> EncodedLine {
     scratch.clear();
     encode_with_prefix(scratch, prefix, &to_msg(line, truncated));
-    (Box::from(&scratch[..]), truncated)
+    (Arc::from(&scratch[..]), truncated)
 }
 
 /// The FIFO behind `afd` has no name left (`st_nlink == 0`).
