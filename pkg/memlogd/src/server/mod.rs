@@ -99,6 +99,9 @@ impl Server {
             .map_err(io("watching the query socket"))?;
 
         let shared = Shared::new(cfg, stop.clone());
+        // In the ring before any client is served: a follower that connects
+        // at once must not get it as a new line.
+        shared.log(format!("memlogd started (pid {})", std::process::id()));
         let write_side = Arc::new(WriteSide::new(log_fd, shared.clone()));
         shared.spawn(write_side.clone().run());
         shared.spawn(query_side::accept_loop(
@@ -106,7 +109,6 @@ impl Server {
             shared.clone(),
             write_side,
         ));
-        shared.log(format!("memlogd started (pid {})", std::process::id()));
 
         let mut stopped = stop.subscribe();
         let _ = stopped.wait_for(|s| *s).await;
