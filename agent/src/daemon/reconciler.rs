@@ -18,7 +18,7 @@ use outpost_runtime::ObservedApp;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::executor::{Executor, PassView};
-use super::source::{accept, RawConfig};
+use super::source::{check, ParsedConfig};
 use super::state::{Current, Shared};
 
 mod networks;
@@ -97,7 +97,7 @@ impl Reconciler {
     /// Runs until `stop` resolves.
     pub async fn run(
         mut self,
-        mut configs: mpsc::Receiver<RawConfig>,
+        mut configs: mpsc::Receiver<ParsedConfig>,
         mut events: EventStream,
         stop: impl std::future::Future<Output = ()>,
     ) {
@@ -129,8 +129,8 @@ impl Reconciler {
             // backoff deadline or the periodic resync.
             tokio::select! {
                 _ = &mut stop => return,
-                Some(raw) = configs.recv() => {
-                    self.take_config(raw);
+                Some(doc) = configs.recv() => {
+                    self.take_config(doc);
                 }
                 Some(ev) = events.rx.recv() => tracing::debug!(?ev, "task event"),
                 _ = self.shared.kick.notified() => {}
@@ -139,11 +139,13 @@ impl Reconciler {
         }
     }
 
-    /// Accepts or refuses a document (a refused one leaves the config in effect).
-    pub fn take_config(&mut self, raw: RawConfig) {
+    /// Accepts or refuses a document, parsed off the loop (a refused one
+    /// leaves the config in effect).
+    pub fn take_config(&mut self, doc: ParsedConfig) {
         self.shared.progress.config_evaluated();
+        let ParsedConfig { raw, parsed } = doc;
         let current = self.shared.current.read().unwrap().clone();
-        match accept(&raw, current.as_ref()) {
+        match parsed.and_then(|p| check(&raw, p, current.as_ref())) {
             Ok(next) => {
                 for r in &next.rejected {
                     tracing::warn!(origin = %next.origin, "{}", r.summary());
