@@ -23,6 +23,7 @@ use super::state::{Current, Shared};
 
 mod networks;
 mod persist;
+mod unplaced;
 
 /// How the loop runs.
 #[derive(Clone, Debug)]
@@ -350,7 +351,7 @@ impl Reconciler {
         );
         match self.shared.store.known_good_config() {
             Ok(Some(cp)) => {
-                if let Ok(p) = outpost_api::parse_device_config(&String::from_utf8_lossy(&cp.raw)) {
+                if let Ok(p) = outpost_api::parse_device_config_bytes(&cp.raw) {
                     keep.extend(p.config.apps.into_iter().map(|a| a.image));
                 }
             }
@@ -454,6 +455,11 @@ impl Reconciler {
                 download: None,
             };
             statuses.insert(u.uuid.clone(), status);
+        }
+        // Rejected entries without a UUID of their own show under `apps[i]`.
+        {
+            let old = self.shared.statuses.read().unwrap();
+            statuses.extend(unplaced::statuses(cur, &old));
         }
         let changed = {
             let mut cur = self.shared.statuses.write().unwrap();

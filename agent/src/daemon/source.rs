@@ -67,7 +67,8 @@ pub fn parse_off_loop(mut rx: mpsc::Receiver<RawConfig>) -> mpsc::Receiver<Parse
     let (tx, out) = mpsc::channel(1);
     tokio::spawn(async move {
         while let Some(raw) = rx.recv().await {
-            let span = tracing::info_span!("parse_config", origin = %raw.origin, bytes = raw.bytes.len());
+            let span =
+                tracing::info_span!("parse_config", origin = %raw.origin, bytes = raw.bytes.len());
             let done = tokio::task::spawn_blocking(move || {
                 let _enter = span.enter();
                 let parsed = parse(&raw);
@@ -80,7 +81,9 @@ pub fn parse_off_loop(mut rx: mpsc::Receiver<RawConfig>) -> mpsc::Receiver<Parse
                         return;
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "parsing a config document panicked; it is ignored"),
+                Err(e) => {
+                    tracing::error!(error = %e, "parsing a config document panicked; it is ignored")
+                }
             }
         }
     });
@@ -95,7 +98,11 @@ pub fn accept(raw: &RawConfig, current: Option<&Current>) -> Result<Current, Ref
 /// Checks a parsed document against the config in effect. A document
 /// with the same generation is accepted (a local file edited in place);
 /// an older one is refused.
-pub fn check(raw: &RawConfig, parsed: Parsed, current: Option<&Current>) -> Result<Current, Refused> {
+pub fn check(
+    raw: &RawConfig,
+    parsed: Parsed,
+    current: Option<&Current>,
+) -> Result<Current, Refused> {
     if let Some(cur) = current {
         if parsed.config.generation < cur.config.generation {
             return Err(Refused::Stale {
