@@ -32,7 +32,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 /// gives up on repetitions).
 fn alias_bomb() -> String {
     let leaf = "l".repeat(200);
-    let mut s = format!("a0: &a0 [{}]\n", vec![leaf.as_str(); 10].join(", "));
+    let mut s = format!("a0: &a0 [{}]\n", [leaf.as_str(); 10].join(", "));
     for i in 1..120 {
         let refs = vec![format!("*a{}", i - 1); 10].join(", ");
         s.push_str(&format!("a{i}: &a{i} [{refs}]\n"));

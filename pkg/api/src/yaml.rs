@@ -148,10 +148,11 @@ struct Cost {
     depth: usize,
 }
 
+/// Where a mapping is between its keys and values.
 enum Key {
-    /// The mapping waits for a key.
+    /// The next node is a key.
     Wanted,
-    /// The key was a scalar (or an alias of one), or something else (`None`).
+    /// The next node is the value of the key just seen.
     Got,
 }
 
