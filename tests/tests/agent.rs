@@ -54,13 +54,9 @@ async fn lifecycle_through_the_config_file_and_the_cli() {
         )
     };
     let c = |extra: &str| app_yaml(&u3, "gamma", 3, "hello", extra);
-    let bad = app_yaml(
-        &env.uuid(4),
-        "broken-entry",
-        4,
-        "hello",
-        "    resources: { memory_kib: 100 }\n",
-    );
+    // (Replaced, not added: a second `resources:` key refuses the document.)
+    let bad = app_yaml(&env.uuid(4), "broken-entry", 4, "hello", "")
+        .replace("memory_kib: 32768", "memory_kib: 100");
     config(&env, 1, &[a(""), b(""), c(""), bad.clone()]);
     env.start_agent();
     env.wait_running(&["alpha", "beta", "gamma"], T);

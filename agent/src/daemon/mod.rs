@@ -170,7 +170,9 @@ pub async fn run(opts: Options) -> Result<()> {
     let exec = Executor::new(shared.clone(), opts.images.clone());
     let reconciler = Reconciler::new(shared.clone(), exec, opts.loop_options.clone())?;
     tracing::info!(root = %layout.root().display(), "outpostd running");
-    reconciler.run(rx, events, shutdown_signal()).await;
+    reconciler
+        .run(source::parse_off_loop(rx), events, shutdown_signal())
+        .await;
     tracing::info!("outpostd stopping; apps keep running");
     admin.abort();
     let _ = std::fs::remove_file(layout.agent_run().join(crate::admin::SOCKET_NAME));

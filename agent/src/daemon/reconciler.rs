@@ -18,11 +18,12 @@ use outpost_runtime::ObservedApp;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::executor::{Executor, PassView};
-use super::source::{accept, RawConfig};
+use super::source::{check, ParsedConfig};
 use super::state::{Current, Shared};
 
 mod networks;
 mod persist;
+mod unplaced;
 
 /// How the loop runs.
 #[derive(Clone, Debug)]
@@ -97,7 +98,7 @@ impl Reconciler {
     /// Runs until `stop` resolves.
     pub async fn run(
         mut self,
-        mut configs: mpsc::Receiver<RawConfig>,
+        mut configs: mpsc::Receiver<ParsedConfig>,
         mut events: EventStream,
         stop: impl std::future::Future<Output = ()>,
     ) {
@@ -129,8 +130,8 @@ impl Reconciler {
             // backoff deadline or the periodic resync.
             tokio::select! {
                 _ = &mut stop => return,
-                Some(raw) = configs.recv() => {
-                    self.take_config(raw);
+                Some(doc) = configs.recv() => {
+                    self.take_config(doc);
                 }
                 Some(ev) = events.rx.recv() => tracing::debug!(?ev, "task event"),
                 _ = self.shared.kick.notified() => {}
@@ -139,11 +140,13 @@ impl Reconciler {
         }
     }
 
-    /// Accepts or refuses a document (a refused one leaves the config in effect).
-    pub fn take_config(&mut self, raw: RawConfig) {
+    /// Accepts or refuses a document, parsed off the loop (a refused one
+    /// leaves the config in effect).
+    pub fn take_config(&mut self, doc: ParsedConfig) {
         self.shared.progress.config_evaluated();
+        let ParsedConfig { raw, parsed } = doc;
         let current = self.shared.current.read().unwrap().clone();
-        match accept(&raw, current.as_ref()) {
+        match parsed.and_then(|p| check(&raw, p, current.as_ref())) {
             Ok(next) => {
                 for r in &next.rejected {
                     tracing::warn!(origin = %next.origin, "{}", r.summary());
@@ -348,7 +351,7 @@ impl Reconciler {
         );
         match self.shared.store.known_good_config() {
             Ok(Some(cp)) => {
-                if let Ok(p) = outpost_api::parse_device_config(&String::from_utf8_lossy(&cp.raw)) {
+                if let Ok(p) = outpost_api::parse_device_config_bytes(&cp.raw) {
                     keep.extend(p.config.apps.into_iter().map(|a| a.image));
                 }
             }
@@ -452,6 +455,11 @@ impl Reconciler {
                 download: None,
             };
             statuses.insert(u.uuid.clone(), status);
+        }
+        // Rejected entries without a UUID of their own show under `apps[i]`.
+        {
+            let old = self.shared.statuses.read().unwrap();
+            statuses.extend(unplaced::statuses(cur, &old));
         }
         let changed = {
             let mut cur = self.shared.statuses.write().unwrap();

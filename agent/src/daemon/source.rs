@@ -1,11 +1,12 @@
-//! Config sources. Each feeds raw documents into one channel; the loop
-//! parses, checks the generation, checkpoints and applies. The controller
-//! client (a later step) is one more sender on the same channel.
+//! Config sources. Each feeds raw documents into one channel; [`parse_off_loop`]
+//! parses them on a blocking thread (a hostile document never holds up the
+//! loop), and the loop checks the generation, checkpoints and applies. The
+//! controller client is one more sender on the same channel.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use outpost_api::{parse_device_config, ParseError};
+use outpost_api::{parse_device_config_bytes, ParseError, Parsed};
 use tokio::sync::mpsc;
 
 use crate::daemon::state::Current;
@@ -42,15 +43,66 @@ pub enum Refused {
     },
 }
 
-/// Parses `raw` and checks it against the config in effect. A document
-/// with the same generation is accepted (a local file edited in place);
-/// an older one is refused.
-pub fn accept(raw: &RawConfig, current: Option<&Current>) -> Result<Current, Refused> {
-    let text = String::from_utf8_lossy(&raw.bytes);
-    let parsed = parse_device_config(&text).map_err(|source| Refused::Parse {
+/// A document and what parsing made of it.
+#[derive(Debug)]
+pub struct ParsedConfig {
+    /// The document as received (checkpointed when accepted).
+    pub raw: RawConfig,
+    /// The parse result.
+    pub parsed: Result<Parsed, Refused>,
+}
+
+/// Parses `raw` (bounded, see [`outpost_api::yaml::LIMITS`]; input that is
+/// not UTF-8 is refused, never altered).
+pub fn parse(raw: &RawConfig) -> Result<Parsed, Refused> {
+    parse_device_config_bytes(&raw.bytes).map_err(|source| Refused::Parse {
         origin: raw.origin.clone(),
         source,
-    })?;
+    })
+}
+
+/// Parses every document of `rx` on a blocking thread, one at a time and in
+/// order, and hands the results to the loop.
+pub fn parse_off_loop(mut rx: mpsc::Receiver<RawConfig>) -> mpsc::Receiver<ParsedConfig> {
+    let (tx, out) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Some(raw) = rx.recv().await {
+            let span =
+                tracing::info_span!("parse_config", origin = %raw.origin, bytes = raw.bytes.len());
+            let done = tokio::task::spawn_blocking(move || {
+                let _enter = span.enter();
+                let parsed = parse(&raw);
+                ParsedConfig { raw, parsed }
+            })
+            .await;
+            match done {
+                Ok(p) => {
+                    if tx.send(p).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "parsing a config document panicked; it is ignored")
+                }
+            }
+        }
+    });
+    out
+}
+
+/// Parses `raw` and checks it against the config in effect (see [`check`]).
+pub fn accept(raw: &RawConfig, current: Option<&Current>) -> Result<Current, Refused> {
+    check(raw, parse(raw)?, current)
+}
+
+/// Checks a parsed document against the config in effect. A document
+/// with the same generation is accepted (a local file edited in place);
+/// an older one is refused.
+pub fn check(
+    raw: &RawConfig,
+    parsed: Parsed,
+    current: Option<&Current>,
+) -> Result<Current, Refused> {
     if let Some(cur) = current {
         if parsed.config.generation < cur.config.generation {
             return Err(Refused::Stale {
@@ -159,5 +211,17 @@ mod tests {
             "{e}"
         );
         assert!(accept(&raw("generation: 5\napps: []"), Some(&cur)).is_ok());
+    }
+
+    #[test]
+    fn non_utf8_is_refused_not_altered() {
+        let mut r = raw("generation: 5\napps: []\n# ");
+        r.bytes.push(0xC3);
+        let e = accept(&r, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("invalid UTF-8 at byte 25 (line 3, column 3)"),
+            "{e}"
+        );
     }
 }

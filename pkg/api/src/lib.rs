@@ -4,6 +4,9 @@
 //! * [`parse_device_config`] reads a YAML/JSON document app by app: a broken
 //!   document is refused whole, a broken app is rejected on its own with a
 //!   path for every problem (`apps[2].resources.memory_kib: must be at least 4096`).
+//! * [`yaml::load`] is the one YAML loader: size, nodes, depth and alias
+//!   expansion are bounded before any value is built; duplicate keys and
+//!   non-UTF-8 input are refused with their line and column.
 //! * [`validate_size`] bounds every app entry, per field and whole, so the
 //!   agent's per-app record of it always fits the store.
 //! * [`SwState`] keeps EVE's state names and numbers.
@@ -22,13 +25,17 @@ pub mod status;
 pub mod validate;
 pub mod validate_network;
 pub mod validate_size;
+pub mod yaml;
 
 pub use config::{
     AppConfig, CpuSet, DeviceConfig, Resources, RestartMode, RestartPolicy, RuntimeClass, Secret,
     VncConfig, VolumeMount,
 };
 pub use network::{AppInterface, Ipv4Cidr, NetworkConfig, NetworkKind, PortMap, Protocol};
-pub use parse::{parse_device_config, parse_device_config_json, ParseError, Parsed, RejectedApp};
+pub use parse::{
+    parse_device_config, parse_device_config_bytes, parse_device_config_json, ParseError, Parsed,
+    RejectedApp,
+};
 pub use registry::RegistryConfig;
 pub use status::{
     AppStatus, BackoffStatus, DomainStatus, DownloadStatus, ErrorDescription, Severity, SwState,

@@ -79,9 +79,56 @@ pub struct Parsed {
 }
 
 /// Parses a YAML (or JSON, which is YAML) document and validates every app.
+/// The document is bounded by [`crate::yaml::LIMITS`] (size, nodes and depth
+/// after alias expansion); duplicate keys refuse it.
 pub fn parse_device_config(text: &str) -> Result<Parsed, ParseError> {
-    let value: Value = serde_yaml::from_str(text).map_err(|e| ParseError::Syntax(e.to_string()))?;
+    let value = crate::yaml::load_str(text, &crate::yaml::LIMITS)
+        .map_err(|e| ParseError::Syntax(e.to_string()))?;
     from_value(value)
+}
+
+/// Same as [`parse_device_config`] for raw bytes: input that is not UTF-8 is
+/// refused with the place of its first invalid byte.
+pub fn parse_device_config_bytes(bytes: &[u8]) -> Result<Parsed, ParseError> {
+    let value = crate::yaml::load(bytes, &crate::yaml::LIMITS)
+        .map_err(|e| ParseError::Syntax(e.to_string()))?;
+    from_value(value)
+}
+
+/// Decodes `value` as `T`; an error names the field's path below `prefix`.
+fn decode<T: serde::de::DeserializeOwned>(value: Value, prefix: &str) -> Result<T, Problem> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let full = match path.as_str() {
+            "." => prefix.to_owned(),
+            p if p.starts_with('[') || prefix.is_empty() => format!("{prefix}{p}"),
+            p => format!("{prefix}.{p}"),
+        };
+        Problem::new(full, e.into_inner().to_string())
+    })
+}
+
+/// `apps[i]` in a validation message counts valid apps only: name the entry
+/// of the document instead.
+fn renumber(message: &str, positions: &[usize]) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("apps[") {
+        let (head, tail) = rest.split_at(at + "apps[".len());
+        out.push_str(head);
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        match tail[..digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| positions.get(i))
+        {
+            Some(orig) if tail[digits..].starts_with(']') => out.push_str(&orig.to_string()),
+            _ => out.push_str(&tail[..digits]),
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Same as [`parse_device_config`] for a JSON body (what the controller sends).
@@ -105,8 +152,13 @@ fn from_value(value: Value) -> Result<Parsed, ParseError> {
     };
     // Everything but `apps` must decode strictly (unknown top-level keys refuse the document).
     top.insert("apps".into(), Value::Array(Vec::new()));
-    let mut config: DeviceConfig =
-        serde_json::from_value(Value::Object(top)).map_err(|e| ParseError::Shape(e.to_string()))?;
+    let mut config: DeviceConfig = decode(Value::Object(top), "").map_err(|p| {
+        ParseError::Shape(if p.path.is_empty() {
+            p.message
+        } else {
+            p.to_string()
+        })
+    })?;
 
     let mut rejected = Vec::new();
     let mut positions = Vec::new();
@@ -119,16 +171,16 @@ fn from_value(value: Value) -> Result<Parsed, ParseError> {
             .get("display_name")
             .and_then(Value::as_str)
             .map(shown_name);
-        match serde_json::from_value::<AppConfig>(entry) {
+        match decode::<AppConfig>(entry, &format!("apps[{index}]")) {
             Ok(app) => {
                 config.apps.push(app);
                 positions.push(index);
             }
-            Err(e) => rejected.push(RejectedApp {
+            Err(problem) => rejected.push(RejectedApp {
                 index,
                 uuid,
                 display_name,
-                problems: vec![Problem::new(format!("apps[{index}]"), e.to_string())],
+                problems: vec![problem],
             }),
         }
     }
@@ -156,7 +208,7 @@ fn from_value(value: Value) -> Result<Parsed, ParseError> {
             .map(|p| {
                 Problem::new(
                     p.path.replacen(&prefix, &format!("apps[{index}]"), 1),
-                    &p.message,
+                    renumber(&p.message, &positions),
                 )
             })
             .collect();
@@ -284,6 +336,95 @@ apps:
         assert!(e.to_string().contains("registries[0].host"), "{e}");
         let empty = parse_device_config("generation: 2\napps:\n").unwrap();
         assert!(empty.config.apps.is_empty());
+    }
+
+    fn entry(n: u32, uuid: &str, extra: &str) -> String {
+        format!(
+            "  - uuid: {uuid}\n    version: \"1\"\n    display_name: app{n}\n    app_num: {n}\n    image: hello:latest\n{extra}"
+        )
+    }
+
+    #[test]
+    fn type_errors_name_the_full_path_and_reject_only_that_app() {
+        let doc = format!(
+            "generation: 1\napps:\n{}{}{}{}",
+            entry(1, "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10", ""),
+            entry(2, "2a9d7f3b-5c1e-4b8a-9f6d-7e0c2b4a6d8f", ""),
+            entry(
+                3,
+                "3b9d7f3b-5c1e-4b8a-9f6d-7e0c2b4a6d8f",
+                "    resources: { memory_kib: x }\n"
+            ),
+            entry(4, "7", ""),
+        );
+        let parsed = parse_device_config(&doc).unwrap();
+        assert_eq!(parsed.config.apps.len(), 2);
+        assert_eq!(
+            parsed.rejected[0].problems,
+            [Problem::new(
+                "apps[2].resources.memory_kib",
+                "invalid type: string \"x\", expected u64"
+            )]
+        );
+        let four = &parsed.rejected[1];
+        assert_eq!((four.index, four.uuid.as_deref()), (3, None));
+        assert_eq!(four.problems[0].path, "apps[3].uuid");
+        assert!(
+            four.problems[0]
+                .message
+                .starts_with("invalid type: integer `7`"),
+            "{:?}",
+            four.problems
+        );
+        let e = parse_device_config("generation: x\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("device config: generation: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicates_name_the_entry_of_the_document() {
+        let uuid = "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10";
+        let doc = format!(
+            "generation: 1\napps:\n{}{}{}",
+            entry(1, "[not, a, string]", ""),
+            entry(2, uuid, ""),
+            entry(3, uuid, ""),
+        );
+        let parsed = parse_device_config(&doc).unwrap();
+        assert_eq!(parsed.config.apps.len(), 1);
+        let dup = &parsed.rejected[1];
+        assert_eq!(dup.index, 2);
+        assert_eq!(
+            dup.problems,
+            [Problem::new("apps[2].uuid", "duplicate of apps[1].uuid")]
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_refuse_the_document() {
+        let doc = format!(
+            "generation: 1\napps:\n{}",
+            entry(
+                1,
+                "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10",
+                "    app_num: 9\n"
+            ),
+        );
+        let e = parse_device_config(&doc).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "device config is not valid YAML/JSON: line 8, column 5: duplicate key \"app_num\" \
+             (first at line 6, column 5)"
+        );
+        let e = parse_device_config_bytes(b"generation: 1\napps: []\n# \xff\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("invalid UTF-8 at byte 25 (line 3, column 3)"),
+            "{e}"
+        );
     }
 
     #[test]

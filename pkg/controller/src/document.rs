@@ -29,8 +29,7 @@ pub fn prepare(text: &str, generation: u64) -> Result<Prepared, String> {
             text.len()
         ));
     }
-    let mut document: Value = serde_yaml::from_str(text)
-        .map_err(|e| format!("device config is not valid YAML/JSON: {e}"))?;
+    let mut document = load(text)?;
     let Value::Object(top) = &mut document else {
         return Err("device config: the document must be a mapping".into());
     };
@@ -46,8 +45,19 @@ pub fn prepare(text: &str, generation: u64) -> Result<Prepared, String> {
 
 /// The `generation` a document's author wrote, if any (for messages).
 pub fn written_generation(text: &str) -> Option<u64> {
-    let value: Value = serde_yaml::from_str(text).ok()?;
+    let value = load(text).ok()?;
     value.get("generation")?.as_u64()
+}
+
+/// The shared bounded loader (size, nodes, depth and alias expansion
+/// bounded before any value is built; duplicate keys refused).
+fn load(text: &str) -> Result<Value, String> {
+    let limits = outpost_api::yaml::Limits {
+        max_bytes: MAX_DOCUMENT_BYTES,
+        ..outpost_api::yaml::LIMITS
+    };
+    outpost_api::yaml::load_str(text, &limits)
+        .map_err(|e| format!("device config is not valid YAML/JSON: {e}"))
 }
 
 #[cfg(test)]
@@ -82,6 +92,20 @@ apps:
     }
 
     #[test]
+    fn type_errors_warn_with_the_full_path() {
+        let doc = DOC.replace("colour: blue", "resources: { memory_kib: x }");
+        let p = prepare(&doc, 1).unwrap();
+        assert_eq!(p.warnings.len(), 1);
+        assert!(
+            p.warnings[0].ends_with(
+                "rejected: apps[1].resources.memory_kib: invalid type: string \"x\", expected u64"
+            ),
+            "{:?}",
+            p.warnings
+        );
+    }
+
+    #[test]
     fn missing_generation_is_fine() {
         let p = prepare("apps: []\n", 1).unwrap();
         assert_eq!(p.document["generation"], 1);
@@ -95,6 +119,14 @@ apps:
             ("- 1\n- 2\n", "mapping"),
             ("apps: 3\n", "list"),
             ("apps: []\nflavour: x\n", "flavour"),
+            ("apps: []\napps: []\n", "line 2, column 1: duplicate key \"apps\""),
+            (
+                "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
+                 c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n\
+                 e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n",
+                "more nodes than allowed",
+            ),
+            ("[".repeat(100_000).as_str(), "line 1, column "),
         ] {
             let e = prepare(doc, 1).unwrap_err();
             assert!(e.contains(needle), "{doc:?}: {e}");
