@@ -301,6 +301,28 @@ fn a_slow_pull_blocks_neither_configs_nor_commands_nor_task_exits() {
     assert!(b <= BOUND, "(b) restart took {b:?}");
     assert!(c <= BOUND, "(c) task exit handled after {c:?}");
 
+    // The app leaves the config while its pull runs: it goes at once (the
+    // pull may go on, it is only content). Back in the config, it joins
+    // the running download instead of starting another.
+    config(&env, 4, &[third.clone(), other.clone()]);
+    let gone = measure(&env, "big removed", |l| {
+        !l.iter().any(|a| a.display_name == "big")
+    });
+    config(&env, 5, &[third.clone(), big.clone(), other.clone()]);
+    let (_, done_back, _) = {
+        env.wait_for_every("big DOWNLOADING again", T, Duration::from_millis(20), |l| {
+            l.iter()
+                .any(|a| a.display_name == "big" && a.state == SwState::Downloading)
+        });
+        download_of(&env, "big").expect("big downloading again")
+    };
+    eprintln!("big removed in {gone:?} while pulling; back, it shows {done_back} bytes done");
+    assert!(gone <= BOUND, "removing the pulling app took {gone:?}");
+    assert!(
+        done_back >= done_after,
+        "the download started over ({done_back} < {done_after} bytes)"
+    );
+
     // Full speed: the big app comes up.
     throttle.rate.store(0, Ordering::Relaxed);
     let t = Instant::now();

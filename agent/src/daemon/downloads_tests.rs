@@ -6,17 +6,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 
+type Fetch = std::pin::Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
+type End = oneshot::Sender<Result<(), Failure>>;
+
 /// A fetch that reports `started` and ends with what the test sends.
 fn held(
     started: mpsc::UnboundedSender<&'static str>,
     name: &'static str,
 ) -> (
-    impl FnOnce(
-            watch::Sender<PullProgress>,
-        ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>
-        + Send
-        + 'static,
-    oneshot::Sender<Result<(), Failure>>,
+    impl FnOnce(watch::Sender<PullProgress>) -> Fetch + Send + 'static,
+    End,
 ) {
     let (tx, rx) = oneshot::channel();
     let fetch = move |progress: watch::Sender<PullProgress>| {
@@ -24,7 +23,7 @@ fn held(
             progress.send_replace(PullProgress { done: 1, total: 10 });
             let _ = started.send(name);
             rx.await.unwrap_or(Ok(()))
-        }) as std::pin::Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>
+        }) as Fetch
     };
     (fetch, tx)
 }
