@@ -334,3 +334,65 @@ fn a_slow_pull_blocks_neither_configs_nor_commands_nor_task_exits() {
     rt.block_on(env.teardown());
     drop(registry);
 }
+
+/// A failed download becomes the app's error through the planner's
+/// outcome path: a missing image (HTTP 404) is permanent, severity error at
+/// once; an unreachable registry is transient, a notice that is retried.
+#[test]
+fn failed_downloads_are_app_errors_classified_and_retried() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let registry = Registry::start(&rt);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut env = AgentEnv::new();
+    let missing = app_yaml(&env.uuid(1), "missing", 1, "hello", "").replace(
+        "hello:latest",
+        &format!("127.0.0.1:{}/outpost/nothing:1", registry.port),
+    );
+    let down = app_yaml(&env.uuid(2), "down", 2, "hello", "").replace(
+        "hello:latest",
+        &format!("127.0.0.1:{closed}/outpost/hello:1"),
+    );
+    let good = app_yaml(&env.uuid(3), "good", 3, "hello", "");
+    config(&env, 1, &[missing, down, good]);
+    env.start_agent();
+    let l = env.wait_for("both failures retried", T, |l| {
+        let retried = |name: &str| {
+            l.iter()
+                .any(|a| a.display_name == name && a.error.as_ref().is_some_and(|e| e.retries >= 1))
+        };
+        retried("missing") && retried("down")
+    });
+    let err = |name: &str| {
+        l.iter()
+            .find(|a| a.display_name == name)
+            .and_then(|a| a.error.clone())
+            .unwrap()
+    };
+    let (m, d) = (err("missing"), err("down"));
+    eprintln!("missing: {m:?}\ndown: {d:?}");
+    assert!(
+        m.message.contains("nothing") && m.message.contains("not found"),
+        "{}",
+        m.message
+    );
+    assert_eq!(m.severity, outpost_api::Severity::Error);
+    assert!(
+        d.message.contains(&format!("127.0.0.1:{closed}")),
+        "{}",
+        d.message
+    );
+    assert_eq!(d.severity, outpost_api::Severity::Notice);
+    assert!(l
+        .iter()
+        .any(|a| a.display_name == "good" && a.state == SwState::Running));
+    rt.block_on(env.teardown());
+    drop(registry);
+}
