@@ -216,6 +216,18 @@ impl AgentEnv {
         timeout: Duration,
         f: impl Fn(&[AppStatus]) -> bool,
     ) -> Vec<AppStatus> {
+        self.wait_for_every(what, timeout, Duration::from_millis(100), f)
+    }
+
+    /// Polls `f` on the app list every `every` until it holds (a short
+    /// period for tests that measure latencies).
+    pub fn wait_for_every(
+        &self,
+        what: &str,
+        timeout: Duration,
+        every: Duration,
+        f: impl Fn(&[AppStatus]) -> bool,
+    ) -> Vec<AppStatus> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let l = self.list();
@@ -231,7 +243,7 @@ impl AgentEnv {
                     tail(&self.agent_log(), 30)
                 );
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(every);
         }
     }
 

@@ -19,6 +19,10 @@ pub struct Info {
     pub user_containerd_restarts: u32,
     /// Task events dropped because the loop fell behind (it resyncs then).
     pub events_dropped: u64,
+    /// Image requests refused because the download table was full (the
+    /// app retries after its backoff).
+    #[serde(default)]
+    pub downloads_refused: u64,
     /// Why the last config document was refused, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,

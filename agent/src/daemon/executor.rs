@@ -11,18 +11,26 @@ use outpost_api::AppConfig;
 use outpost_reconcile::Action;
 use outpost_runtime::{volume, ObservedApp};
 
+use super::downloads::Request;
 use super::state::Shared;
 use super::{images, logs};
 
 /// What the executor needs besides the action.
 pub struct Executor {
-    /// Shared state (runtime, layout, memlogd).
+    /// Shared state (runtime, layout, memlogd, downloads).
     pub shared: Arc<Shared>,
     /// Local OCI layouts to import images from.
     pub images: Option<PathBuf>,
-    /// One lock per image reference: apps sharing an image fetch it once,
-    /// the others wait for it instead of racing on the same blobs.
-    image_locks: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// What carrying out an action came to, when it did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Executed {
+    /// Done: the world changed as planned.
+    Done,
+    /// Nothing was done: the app's image is being downloaded (the loop is
+    /// woken when it is there or has failed). Not a failure, not a change.
+    WaitingForImage,
 }
 
 /// Inputs of one pass, shared by its concurrent actions.
@@ -44,44 +52,69 @@ pub struct PassView {
 impl Executor {
     /// An executor over `shared`, importing missing images from `images`.
     pub fn new(shared: Arc<Shared>, images: Option<PathBuf>) -> Self {
-        Executor {
-            shared,
-            images,
-            image_locks: Default::default(),
+        Executor { shared, images }
+    }
+
+    /// Whether the image app `uuid` is built from is in the user containerd.
+    /// If not, its download is started (or joined) in the background and
+    /// this returns `false` at once; a failed download is returned as an
+    /// error carrying a [`Failure`](super::downloads::Failure).
+    async fn image_ready(&self, uuid: &str, view: &PassView) -> Result<bool> {
+        let app = view
+            .desired
+            .get(uuid)
+            .with_context(|| format!("app {uuid} is not in the config"))?;
+        let reference = app.image.clone();
+        match outpost_runtime::image::resolve(self.shared.runtime.client(), &reference).await {
+            Ok(_) => return Ok(true),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("looking up image {reference}"));
+            }
+        }
+        let (shared, local, registries) = (
+            self.shared.clone(),
+            self.images.clone(),
+            view.registries.clone(),
+        );
+        let r = reference.clone();
+        let fetch = move |progress| async move {
+            images::ensure_with(
+                &shared.runtime,
+                local.as_deref(),
+                &r,
+                &registries,
+                Some(progress),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| images::failure(&r, &e))
+        };
+        let shared = self.shared.clone();
+        let wake = move || shared.kick.notify_one();
+        match self.shared.downloads.request(&reference, uuid, fetch, wake) {
+            Request::Waiting => Ok(false),
+            Request::Failed(f) => Err(f.into()),
         }
     }
 
-    async fn ensure_image(&self, reference: &str, view: &PassView) -> Result<()> {
-        let lock = {
-            let mut locks = self.image_locks.lock().unwrap();
-            // Bounded by the number of distinct images in the config.
-            if locks.len() > 1024 {
-                locks.retain(|_, l| Arc::strong_count(l) > 1);
+    /// Carries out `action`. Actions that build a container first make
+    /// sure its image is there: while it downloads they return
+    /// [`Executed::WaitingForImage`] without touching the old container, so
+    /// an app keeps running its old version until the new image is in.
+    pub async fn execute(&self, action: &Action, view: &PassView) -> Result<Executed> {
+        if let Action::Create { uuid } | Action::Replace { uuid, .. } | Action::Purge { uuid, .. } =
+            action
+        {
+            if !self.image_ready(uuid, view).await? {
+                return Ok(Executed::WaitingForImage);
             }
-            locks.entry(reference.to_owned()).or_default().clone()
-        };
-        let _held = lock.lock().await;
-        // Progress is visible in status (DOWNLOADING) while the pull runs.
-        let (tx, rx) = tokio::sync::watch::channel(Default::default());
-        self.shared
-            .downloads
-            .lock()
-            .unwrap()
-            .insert(reference.to_owned(), rx);
-        let r = images::ensure_with(
-            &self.shared.runtime,
-            self.images.as_deref(),
-            reference,
-            &view.registries,
-            Some(tx),
-        )
-        .await;
-        self.shared.downloads.lock().unwrap().remove(reference);
-        r.map(|_| ())
+        }
+        self.carry_out(action, view).await?;
+        Ok(Executed::Done)
     }
 
-    /// Carries out `action`.
-    pub async fn execute(&self, action: &Action, view: &PassView) -> Result<()> {
+    async fn carry_out(&self, action: &Action, view: &PassView) -> Result<()> {
         let rt = &self.shared.runtime;
         match action {
             Action::Create { uuid } => self.create(uuid, view).await,
@@ -156,7 +189,6 @@ impl Executor {
             .get(uuid)
             .with_context(|| format!("app {uuid} is not in the config"))?;
         let rt = &self.shared.runtime;
-        self.ensure_image(&app.image, view).await?;
         let id = app.task_id();
         let io = logs::task_io(&self.shared.memlogd, &self.shared.layout, &id).await;
         rt.create_app_with_networks(app, &view.networks, view.generation, &io)

@@ -10,11 +10,58 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use outpost_api::RegistryConfig;
 use outpost_runtime::image::{self, ImageRecord};
-use outpost_runtime::pull::{self, PullOptions, Reference, RegistryOptions};
+use outpost_runtime::pull::{self, ErrorClass, PullError, PullOptions, Reference, RegistryOptions};
 use outpost_runtime::Runtime;
+
+use super::downloads::Failure;
+
+/// A short-name image that cannot be found locally.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalImageError {
+    /// No directory of layouts is configured.
+    #[error("image {reference} is not in the user containerd, names no registry host and no local image directory is configured (--images)")]
+    NoDirectory {
+        /// The image reference.
+        reference: String,
+    },
+    /// The directory has no layout for it.
+    #[error("image {reference} is not in the user containerd nor at {} (use host[:port]/repo:tag to pull it from a registry)", layout.display())]
+    NotInDirectory {
+        /// The image reference.
+        reference: String,
+        /// Where its layout was looked for.
+        layout: PathBuf,
+    },
+}
+
+/// Whether retrying [`ensure_with`] can help by itself: pull errors by
+/// their class, a missing local layout never, anything else (containerd
+/// unavailable, an import step failing) may.
+pub fn error_class(e: &anyhow::Error) -> ErrorClass {
+    if let Some(p) = e.downcast_ref::<PullError>() {
+        return p.class();
+    }
+    if e.downcast_ref::<LocalImageError>().is_some() {
+        return ErrorClass::Permanent;
+    }
+    ErrorClass::Transient
+}
+
+/// A failed [`ensure_with`] as the download stage reports it.
+pub fn failure(reference: &str, e: &anyhow::Error) -> Failure {
+    let message = if e.downcast_ref::<LocalImageError>().is_some() {
+        format!("{e:#}")
+    } else {
+        format!("fetching image {reference}: {e:#}")
+    };
+    Failure {
+        class: error_class(e),
+        message,
+    }
+}
 
 /// The layout directory name for a reference: its last path component
 /// without tag or digest (`registry:5000/team/hello:1.2` → `hello`).
@@ -104,14 +151,18 @@ pub async fn ensure_with(
         return Ok(pull::pull(rt.client(), reference, &opts).await?);
     }
     let Some(dir) = local else {
-        bail!("image {reference} is not in the user containerd, names no registry host and no local image directory is configured (--images)");
+        return Err(LocalImageError::NoDirectory {
+            reference: reference.to_owned(),
+        }
+        .into());
     };
     let layout: PathBuf = dir.join(layout_name(reference));
     if !layout.join("index.json").exists() {
-        bail!(
-            "image {reference} is not in the user containerd nor at {} (use host[:port]/repo:tag to pull it from a registry)",
-            layout.display()
-        );
+        return Err(LocalImageError::NotInDirectory {
+            reference: reference.to_owned(),
+            layout,
+        }
+        .into());
     }
     tracing::info!(image = reference, from = %layout.display(), "importing image");
     Ok(rt.import_layout(&layout, reference).await?)
@@ -130,6 +181,31 @@ mod tests {
         );
         assert_eq!(layout_name("r/x@sha256:abc"), "x");
         assert_eq!(layout_name("plain"), "plain");
+    }
+
+    #[test]
+    fn missing_local_images_are_permanent_other_errors_transient() {
+        let missing = anyhow::Error::new(LocalImageError::NoDirectory {
+            reference: "hello:latest".into(),
+        });
+        assert_eq!(error_class(&missing), ErrorClass::Permanent);
+        let f = failure("hello:latest", &missing);
+        assert!(
+            f.message.starts_with("image hello:latest is not"),
+            "{}",
+            f.message
+        );
+        let pulled = anyhow::Error::new(PullError::Unauthorized {
+            registry: "r:5000".into(),
+            repository: "x".into(),
+            with_credentials: false,
+        });
+        assert_eq!(error_class(&pulled), ErrorClass::Permanent);
+        assert!(failure("r:5000/x:1", &pulled)
+            .message
+            .starts_with("fetching image r:5000/x:1: registry r:5000 refused"));
+        let other = anyhow::anyhow!("containerd: connection refused");
+        assert_eq!(error_class(&other), ErrorClass::Transient);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod cloud;
+pub mod downloads;
 pub mod executor;
 pub mod images;
 pub mod logs;

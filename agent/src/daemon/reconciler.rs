@@ -10,14 +10,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use outpost_api::{AppConfig, AppStatus, DomainStatus, NetworkConfig, SwState};
 use outpost_reconcile::{
-    plan, record_outcome, Action, AppStatusUpdate, History, Input, Observed, Phase, Tunables,
+    plan, record_outcome, record_permanent_failure, Action, AppStatusUpdate, History, Input,
+    Observed, Phase, Tunables,
 };
 use outpost_runtime::events::EventStream;
+use outpost_runtime::pull::ErrorClass;
 use outpost_runtime::task::TaskStatus;
 use outpost_runtime::ObservedApp;
 use tokio::sync::{mpsc, Semaphore};
 
-use super::executor::{Executor, PassView};
+use super::downloads::Failure;
+use super::executor::{Executed, Executor, PassView};
 use super::source::{check, ParsedConfig};
 use super::state::{Current, Shared};
 
@@ -173,7 +176,8 @@ impl Reconciler {
     }
 
     /// One observe → plan → execute round. Returns whether anything was
-    /// done and when the planner wants to be woken.
+    /// done (an action that only waits for its image download is not) and
+    /// when the planner wants to be woken. Never waits for a download.
     async fn pass(&mut self) -> Result<(bool, Option<u64>)> {
         let evaluated = self.shared.progress.evaluated();
         let Some(cur) = self.shared.current.read().unwrap().clone() else {
@@ -252,6 +256,16 @@ impl Reconciler {
             }))
             .collect();
         self.converge_networks(&cur.config.networks, &live).await;
+        // Downloads only for images some app is to be built from.
+        let wanted: BTreeSet<&str> = desired
+            .iter()
+            .map(|a| {
+                self.history
+                    .config_to_apply(&a.uuid)
+                    .map_or(a.image.as_str(), |c| c.image.as_str())
+            })
+            .collect();
+        self.shared.downloads.retain_wanted(&wanted);
         if out.actions.is_empty() {
             self.collect_images(&cur).await;
             self.shared.progress.pass_idle(evaluated);
@@ -298,6 +312,7 @@ impl Reconciler {
             waves[wave].push(action);
         }
         let sem = Arc::new(Semaphore::new(self.opts.parallel.max(1)));
+        let mut acted = false;
         for wave in waves {
             let mut set = tokio::task::JoinSet::new();
             for action in wave {
@@ -305,9 +320,11 @@ impl Reconciler {
                 set.spawn(async move {
                     let _permit = sem.acquire_owned().await;
                     tracing::info!(app = action.uuid(), action = action.kind().verb(), task = action.task_id(), "executing");
-                    let r = exec.execute(&action, &view).await.map_err(|e| format!("{e:#}"));
-                    if let Err(e) = &r {
-                        tracing::warn!(app = action.uuid(), action = action.kind().verb(), error = %e, "action failed");
+                    let r = exec.execute(&action, &view).await;
+                    match &r {
+                        Ok(Executed::WaitingForImage) => tracing::info!(app = action.uuid(), action = action.kind().verb(), "waiting for its image"),
+                        Ok(Executed::Done) => {}
+                        Err(e) => tracing::warn!(app = action.uuid(), action = action.kind().verb(), error = %format!("{e:#}"), "action failed"),
                     }
                     (action, r)
                 });
@@ -316,19 +333,47 @@ impl Reconciler {
                 let Ok((action, outcome)) = joined else {
                     continue;
                 };
-                record_outcome(
-                    &mut self.history,
-                    action.uuid(),
-                    &action,
-                    outcome,
-                    now_ms(),
-                    &self.opts.tunables,
-                );
+                // Waiting for an image is no outcome: no backoff, no
+                // change; the download wakes the loop when it ends.
+                let now = now_ms();
+                let t = &self.opts.tunables;
+                match outcome {
+                    Ok(Executed::WaitingForImage) => continue,
+                    Ok(Executed::Done) => {
+                        record_outcome(&mut self.history, action.uuid(), &action, Ok(()), now, t)
+                    }
+                    Err(e) => {
+                        let reason = format!("{e:#}");
+                        let permanent = e
+                            .downcast_ref::<Failure>()
+                            .is_some_and(|f| f.class == ErrorClass::Permanent);
+                        if permanent {
+                            record_permanent_failure(
+                                &mut self.history,
+                                action.uuid(),
+                                &action,
+                                &reason,
+                                now,
+                                t,
+                            );
+                        } else {
+                            record_outcome(
+                                &mut self.history,
+                                action.uuid(),
+                                &action,
+                                Err(reason),
+                                now,
+                                t,
+                            );
+                        }
+                    }
+                }
+                acted = true;
                 // One decision, one transaction.
                 self.persist_outcome(action.uuid());
             }
         }
-        Ok((true, None))
+        Ok((acted, out.wake_at_ms))
     }
 
     /// Deletes images no app needs — neither the config in effect, nor what

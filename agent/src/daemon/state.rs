@@ -111,10 +111,8 @@ pub struct Shared {
     pub cloud: RwLock<Option<crate::daemon::cloud::CloudLink>>,
     /// How far the loop has got (documents evaluated, last idle pass).
     pub progress: Progress,
-    /// Image pulls in progress, by image reference.
-    pub downloads: std::sync::Mutex<
-        BTreeMap<String, tokio::sync::watch::Receiver<outpost_runtime::pull::PullProgress>>,
-    >,
+    /// Image downloads (queued, running, failed), by image reference.
+    pub downloads: super::downloads::Downloads,
 }
 
 impl Shared {
@@ -137,8 +135,7 @@ impl Shared {
         if s.state == outpost_api::SwState::Running {
             return s;
         }
-        if let Some(rx) = self.downloads.lock().unwrap().get(&s.image) {
-            let p = *rx.borrow();
+        if let Some(p) = self.downloads.progress(&s.image) {
             s.state = outpost_api::SwState::Downloading;
             s.download = Some(outpost_api::DownloadStatus {
                 done: p.done,
@@ -256,6 +253,7 @@ impl Shared {
             uptime_secs: self.started.elapsed().as_secs(),
             user_containerd_restarts: self.instance_restarts.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            downloads_refused: self.downloads.refused(),
             config_error: self.config_error.read().unwrap().clone(),
             configs_evaluated: self.progress.evaluated(),
             idle_through: self.progress.idle_through(),

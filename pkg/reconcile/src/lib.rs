@@ -140,6 +140,6 @@ pub use clock::{datetime, millis, rfc3339};
 pub use history::{AppRecord, ErrorKind, History};
 pub use networks::{plan_networks, NetworkInput, NetworkPlan};
 pub use observed::{Observed, Phase};
-pub use outcome::record_outcome;
+pub use outcome::{record_outcome, record_permanent_failure};
 pub use plan::{plan, AppStatusUpdate, Input, Plan};
 pub use policy::{wants_restart, Tunables};

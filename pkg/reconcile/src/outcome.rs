@@ -3,7 +3,7 @@
 use crate::action::{Action, ActionKind};
 use crate::clock::rfc3339;
 use crate::diff::who;
-use crate::history::{ErrorKind, History};
+use crate::history::{AppRecord, ErrorKind, History};
 use crate::policy::Tunables;
 use crate::severity::{set_error, Level, NewError};
 
@@ -70,41 +70,76 @@ pub fn record_outcome(
                 rec.restarts = rec.restarts.saturating_add(1);
             }
         }
-        Err(reason) => {
-            let retries = match (&rec.error, rec.error_kind) {
-                (Some(e), Some(ErrorKind::Action)) => e.retries.saturating_add(1),
-                _ => 0,
-            };
-            let at = now_ms.saturating_add(tunables.backoff_delay(retries.saturating_add(1)));
-            rec.next_start_ms = Some(at);
-            rec.retry_of = Some(kind);
-            if kind.starts() {
-                rec.started_ms = None;
-            }
-            let name = rec
-                .config_to_apply()
-                .map_or_else(|| format!("app {uuid}"), who);
-            let task = action
-                .task_id()
-                .map(|t| format!(" of task {t}"))
-                .unwrap_or_default();
-            let cond = format!("retry at {}", rfc3339(at));
-            let new = NewError {
-                kind: ErrorKind::Action,
-                message: format!("{name}: {}{task} failed: {reason}", kind.verb()),
-                retries,
-                retry_condition: &cond,
-                level: Level::Escalating,
-            };
-            set_error(rec, new, now_ms);
-        }
+        Err(reason) => record_failure(
+            rec,
+            uuid,
+            action,
+            &reason,
+            Level::Escalating,
+            now_ms,
+            tunables,
+        ),
     }
+}
+
+/// [`record_outcome`] for a failure that only an operator can end (an
+/// image the registry does not have or refuses, a digest mismatch): the
+/// same error, retry and backoff, but severity error at once instead of
+/// escalating with retries and age. The step is still retried, because the
+/// registry or the config may be fixed meanwhile.
+pub fn record_permanent_failure(
+    history: &mut History,
+    uuid: &str,
+    action: &Action,
+    reason: &str,
+    now_ms: u64,
+    tunables: &Tunables,
+) {
+    let rec = history.apps.entry(uuid.to_owned()).or_default();
+    record_failure(rec, uuid, action, reason, Level::Terminal, now_ms, tunables);
+}
+
+fn record_failure(
+    rec: &mut AppRecord,
+    uuid: &str,
+    action: &Action,
+    reason: &str,
+    level: Level,
+    now_ms: u64,
+    tunables: &Tunables,
+) {
+    let kind = action.kind();
+    let retries = match (&rec.error, rec.error_kind) {
+        (Some(e), Some(ErrorKind::Action)) => e.retries.saturating_add(1),
+        _ => 0,
+    };
+    let at = now_ms.saturating_add(tunables.backoff_delay(retries.saturating_add(1)));
+    rec.next_start_ms = Some(at);
+    rec.retry_of = Some(kind);
+    if kind.starts() {
+        rec.started_ms = None;
+    }
+    let name = rec
+        .config_to_apply()
+        .map_or_else(|| format!("app {uuid}"), who);
+    let task = action
+        .task_id()
+        .map(|t| format!(" of task {t}"))
+        .unwrap_or_default();
+    let cond = format!("retry at {}", rfc3339(at));
+    let new = NewError {
+        kind: ErrorKind::Action,
+        message: format!("{name}: {}{task} failed: {reason}", kind.verb()),
+        retries,
+        retry_condition: &cond,
+        level,
+    };
+    set_error(rec, new, now_ms);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::AppRecord;
     use outpost_api::AppConfig;
 
     fn cfg() -> AppConfig {
@@ -242,5 +277,25 @@ mod tests {
         };
         record_outcome(&mut h, U, &rm, Ok(()), 0, &Tunables::default());
         assert!(h.apps.is_empty());
+    }
+
+    #[test]
+    fn a_permanent_failure_is_an_error_at_once_and_still_backs_off() {
+        let mut h = History::default();
+        let create = Action::Create { uuid: U.into() };
+        let t = Tunables::default();
+        record_permanent_failure(&mut h, U, &create, "image r/x:1 not found", 0, &t);
+        record_permanent_failure(&mut h, U, &create, "image r/x:1 not found", 10_000, &t);
+        let rec = &h.apps[U];
+        let e = rec.error.as_ref().unwrap();
+        assert_eq!(e.severity, outpost_api::Severity::Error);
+        assert_eq!(e.retries, 1);
+        assert_eq!(rec.next_start_ms, Some(10_000 + 20_000));
+        assert_eq!(rec.retry_of, Some(ActionKind::Create));
+        // A transient failure of the same step starts at notice.
+        let mut h = History::default();
+        record_outcome(&mut h, U, &create, Err("connection reset".into()), 0, &t);
+        let e = h.apps[U].error.clone().unwrap();
+        assert_eq!(e.severity, outpost_api::Severity::Notice);
     }
 }

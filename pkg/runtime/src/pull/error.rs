@@ -137,8 +137,170 @@ pub enum PullError {
     Runtime(#[from] RuntimeError),
 }
 
+/// Whether retrying a failed pull can help without anyone changing anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The network, the registry or the device may get better by itself
+    /// (connection or timeout errors, HTTP 5xx/408/429, a transfer that
+    /// kept failing, containerd unavailable, not enough free space yet).
+    Transient,
+    /// Only a change of config or registry content fixes it (no such image,
+    /// access refused, bad reference or CA, a digest mismatch, an unusable
+    /// manifest): an operator must act.
+    Permanent,
+}
+
+impl PullError {
+    /// Classifies the error for retry and severity decisions.
+    ///
+    /// A digest mismatch counts as permanent: the registry served bytes that
+    /// do not match what it names, which retrying from the same registry
+    /// rarely repairs. The disk budget counts as transient: space comes back
+    /// when apps or unused images go.
+    pub fn class(&self) -> ErrorClass {
+        use ErrorClass::{Permanent, Transient};
+        match self {
+            PullError::Reference { .. }
+            | PullError::Client { .. }
+            | PullError::Unauthorized { .. }
+            | PullError::NotFound { .. }
+            | PullError::Digest { .. }
+            | PullError::Manifest { .. } => Permanent,
+            PullError::Http { source, .. } if source.is_builder() => Permanent,
+            PullError::Status { status, .. } => status_class(*status),
+            PullError::Http { .. }
+            | PullError::Transfer { .. }
+            | PullError::DiskBudget { .. }
+            | PullError::Statvfs { .. }
+            | PullError::Runtime(_) => Transient,
+        }
+    }
+}
+
+/// HTTP statuses: 4xx are the request's fault (permanent) except 408 and
+/// 429; 5xx and anything unexpected may pass.
+fn status_class(status: u16) -> ErrorClass {
+    match status {
+        408 | 429 => ErrorClass::Transient,
+        400..=499 => ErrorClass::Permanent,
+        _ => ErrorClass::Transient,
+    }
+}
+
 impl crate::image::content::IngestLocked for PullError {
     fn ingest_locked(&self) -> bool {
         matches!(self, PullError::Runtime(e) if e.ingest_locked())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> PullError {
+        PullError::Status {
+            registry: "r".into(),
+            repository: "x".into(),
+            what: "manifest".into(),
+            status,
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn classification() {
+        use ErrorClass::{Permanent, Transient};
+        let (registry, repository) = (String::from("r"), String::from("x"));
+        let cases = [
+            (status(500), Transient),
+            (status(502), Transient),
+            (status(503), Transient),
+            (status(408), Transient),
+            (status(429), Transient),
+            (status(400), Permanent),
+            (status(403), Permanent),
+            (status(404), Permanent),
+            (
+                PullError::NotFound {
+                    registry: registry.clone(),
+                    repository: repository.clone(),
+                    object: "1.0".into(),
+                },
+                Permanent,
+            ),
+            (
+                PullError::Unauthorized {
+                    registry: registry.clone(),
+                    repository: repository.clone(),
+                    with_credentials: true,
+                },
+                Permanent,
+            ),
+            (
+                PullError::Digest {
+                    registry: registry.clone(),
+                    repository: repository.clone(),
+                    digest: "sha256:a".into(),
+                    actual: "sha256:b".into(),
+                },
+                Permanent,
+            ),
+            (
+                PullError::Manifest {
+                    registry: registry.clone(),
+                    repository: repository.clone(),
+                    problem: "no linux/amd64 entry".into(),
+                },
+                Permanent,
+            ),
+            (
+                PullError::Reference {
+                    reference: "::".into(),
+                    problem: "empty".into(),
+                },
+                Permanent,
+            ),
+            (
+                PullError::Transfer {
+                    registry,
+                    repository,
+                    digest: "sha256:a".into(),
+                    attempts: 5,
+                    offset: 10,
+                    last: "reset".into(),
+                },
+                Transient,
+            ),
+            (
+                PullError::DiskBudget {
+                    reference: "r/x:1".into(),
+                    need: 10,
+                    reserve: 1,
+                    available: 2,
+                    path: "/persist".into(),
+                },
+                Transient,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.class(), want, "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn transport_errors_are_transient() {
+        // Nothing listens on port 1 of loopback: connection refused.
+        let source = reqwest::Client::new()
+            .get("http://127.0.0.1:1/v2/")
+            .send()
+            .await
+            .unwrap_err();
+        let e = PullError::Http {
+            registry: "127.0.0.1:1".into(),
+            repository: "x".into(),
+            what: "manifest".into(),
+            source,
+        };
+        assert_eq!(e.class(), ErrorClass::Transient);
     }
 }

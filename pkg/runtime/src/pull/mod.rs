@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use tokio::sync::watch;
 
 pub use auth::Credentials;
-pub use error::PullError;
+pub use error::{ErrorClass, PullError};
 pub use manifest::{resolve as resolve_manifest, Resolved};
 pub use progress::PullProgress;
 pub use reference::{names_registry, Reference};
