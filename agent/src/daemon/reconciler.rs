@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use outpost_api::{AppConfig, AppStatus, DomainStatus, NetworkConfig, SwState};
+use outpost_api::{AppConfig, NetworkConfig, SwState};
 use outpost_reconcile::{
-    plan, record_outcome, record_permanent_failure, Action, AppStatusUpdate, History, Input,
-    Observed, Phase, Tunables,
+    plan, record_outcome, record_permanent_failure, Action, History, Input, Observed, Phase,
+    Tunables,
 };
 use outpost_runtime::events::EventStream;
 use outpost_runtime::pull::ErrorClass;
@@ -24,8 +24,10 @@ use super::executor::{Executed, Executor, PassView};
 use super::source::{check, ParsedConfig};
 use super::state::{Current, Shared};
 
+mod housekeeping;
 mod networks;
 mod persist;
+mod status;
 mod unplaced;
 
 /// How the loop runs.
@@ -376,46 +378,6 @@ impl Reconciler {
         Ok((acted, out.wake_at_ms))
     }
 
-    /// Deletes images no app needs — neither the config in effect, nor what
-    /// apps were last built from, nor the known-good config kept for
-    /// rollback — once older than the grace period. Runs when the loop is
-    /// idle, at most once per grace period.
-    async fn collect_images(&mut self, cur: &Current) {
-        let grace = self.opts.image_gc_grace;
-        if self.last_gc.is_some_and(|t| t.elapsed() < grace) {
-            return;
-        }
-        self.last_gc = Some(std::time::Instant::now());
-        let mut keep: std::collections::HashSet<String> =
-            cur.config.apps.iter().map(|a| a.image.clone()).collect();
-        keep.extend(
-            self.history
-                .apps
-                .values()
-                .filter_map(|r| r.applied.as_ref().map(|a| a.image.clone())),
-        );
-        match self.shared.store.known_good_config() {
-            Ok(Some(cp)) => {
-                if let Ok(p) = outpost_api::parse_device_config_bytes(&cp.raw) {
-                    keep.extend(p.config.apps.into_iter().map(|a| a.image));
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                // Without the rollback set nothing may be deleted safely.
-                tracing::warn!(error = %e, "image GC skipped: known-good config unreadable");
-                return;
-            }
-        }
-        match outpost_runtime::pull::gc::collect_images(self.shared.runtime.client(), &keep, grace)
-            .await
-        {
-            Ok(gone) if !gone.is_empty() => tracing::info!(images = ?gone, "unused images removed"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "image GC failed"),
-        }
-    }
-
     /// Desired apps with the operator's local restart/purge counters added
     /// (EVE's local commands), so the planner sees them as counter changes.
     fn with_local_counters(&self, cur: &Current) -> Result<Vec<AppConfig>> {
@@ -428,142 +390,6 @@ impl Reconciler {
             out.push(a);
         }
         Ok(out)
-    }
-
-    async fn publish(
-        &mut self,
-        cur: &Current,
-        desired: &[AppConfig],
-        found: &[ObservedApp],
-        updates: &[AppStatusUpdate],
-    ) {
-        let mut statuses = BTreeMap::new();
-        for u in updates {
-            let app = desired
-                .iter()
-                .find(|a| a.uuid == u.uuid)
-                .or_else(|| {
-                    self.history
-                        .apps
-                        .get(&u.uuid)
-                        .and_then(|r| r.applied.as_ref())
-                })
-                .cloned();
-            let app = app.as_ref();
-            let rejected = cur
-                .rejected
-                .iter()
-                .find(|r| r.uuid.as_deref() == Some(u.uuid.as_str()));
-            let obs = found.iter().find(|o| o.app_uuid == u.uuid);
-            let vnc = match app {
-                Some(a) => self.vnc_set(a).await,
-                None => false,
-            };
-            let rec = self.history.apps.get(&u.uuid);
-            let domain = obs.map(|o| DomainStatus {
-                task_id: o.task_id.clone(),
-                pid: o.task.as_ref().map(|t| t.pid).filter(|p| *p > 0),
-                exit_code: o
-                    .task
-                    .as_ref()
-                    .filter(|t| t.status == TaskStatus::Stopped)
-                    .map(|t| t.exit_status),
-                started_at: rec.and_then(|r| r.started_ms).and_then(|ms| {
-                    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).ok()
-                }),
-                runtime: o.runtime.clone(),
-                memory_limit_bytes: app.map(|a| a.resources.memory_kib * 1024),
-                ips: self
-                    .shared
-                    .runtime
-                    .app_ips(&o.task_id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(net, ip)| format!("{net}={ip}"))
-                    .collect(),
-            });
-            let status = AppStatus {
-                uuid: u.uuid.clone(),
-                display_name: app
-                    .map(|a| a.display_name.clone())
-                    .or_else(|| rejected.and_then(|r| r.display_name.clone()))
-                    .unwrap_or_else(|| u.uuid.clone()),
-                version: app.map(|a| a.version.clone()).unwrap_or_default(),
-                image: app.map(|a| a.image.clone()).unwrap_or_default(),
-                state: u.state,
-                activated: app.map(|a| a.activate).unwrap_or(false),
-                restarts: u.restarts,
-                domain,
-                backoff: u.backoff.clone(),
-                error: u.error.clone(),
-                vnc_password_set: vnc,
-                download: None,
-            };
-            statuses.insert(u.uuid.clone(), status);
-        }
-        // Rejected entries without a UUID of their own show under `apps[i]`.
-        {
-            let old = self.shared.statuses.read().unwrap();
-            statuses.extend(unplaced::statuses(cur, &old));
-        }
-        let changed = {
-            let mut cur = self.shared.statuses.write().unwrap();
-            let changed = *cur != statuses;
-            *cur = statuses;
-            changed
-        };
-        if changed {
-            self.shared.status_changed.notify_one();
-        }
-    }
-
-    /// Whether a VNC password is in effect (config, else the image label).
-    async fn vnc_set(&mut self, app: &AppConfig) -> bool {
-        if app.vnc.password.is_some() {
-            return true;
-        }
-        if let Some(v) = self.vnc_by_image.get(&app.image) {
-            return *v;
-        }
-        match outpost_runtime::image::resolve(self.shared.runtime.client(), &app.image).await {
-            Ok(img) => {
-                let set = outpost_runtime::spec::vnc_password(app, &img.config).is_some();
-                self.vnc_by_image.insert(app.image.clone(), set);
-                set
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Promotes the applied config to known-good after a healthy window:
-    /// every activated app RUNNING and none rejected.
-    fn track_health(&mut self, cur: &Current, updates: &[AppStatusUpdate]) {
-        let healthy = cur.rejected.is_empty()
-            && cur.config.apps.iter().filter(|a| a.activate).all(|a| {
-                updates
-                    .iter()
-                    .any(|u| u.uuid == a.uuid && u.state == SwState::Running)
-            });
-        if !healthy {
-            self.healthy_since = None;
-            return;
-        }
-        let now = now_ms();
-        let since = *self.healthy_since.get_or_insert(now);
-        if self.promoted_generation != Some(cur.config.generation)
-            && now.saturating_sub(since) >= self.opts.known_good_after.as_millis() as u64
-        {
-            match self.shared.store.promote_known_good(now) {
-                Ok(_) => {
-                    tracing::info!(
-                        generation = cur.config.generation,
-                        "config promoted to known-good"
-                    );
-                    self.promoted_generation = Some(cur.config.generation);
-                }
-                Err(e) => tracing::error!(error = %e, "promoting known-good config"),
-            }
-        }
     }
 }
 

@@ -1,0 +1,120 @@
+//! The statuses the loop publishes: one per app, from the planner's
+//! updates, what containerd shows and the config (never the VNC password,
+//! only whether one is in effect).
+
+use std::collections::BTreeMap;
+
+use outpost_api::{AppConfig, AppStatus, DomainStatus};
+use outpost_reconcile::AppStatusUpdate;
+use outpost_runtime::task::TaskStatus;
+use outpost_runtime::ObservedApp;
+
+use super::Reconciler;
+use crate::daemon::state::Current;
+
+impl Reconciler {
+    pub(super) async fn publish(
+        &mut self,
+        cur: &Current,
+        desired: &[AppConfig],
+        found: &[ObservedApp],
+        updates: &[AppStatusUpdate],
+    ) {
+        let mut statuses = BTreeMap::new();
+        for u in updates {
+            let app = desired
+                .iter()
+                .find(|a| a.uuid == u.uuid)
+                .or_else(|| {
+                    self.history
+                        .apps
+                        .get(&u.uuid)
+                        .and_then(|r| r.applied.as_ref())
+                })
+                .cloned();
+            let app = app.as_ref();
+            let rejected = cur
+                .rejected
+                .iter()
+                .find(|r| r.uuid.as_deref() == Some(u.uuid.as_str()));
+            let obs = found.iter().find(|o| o.app_uuid == u.uuid);
+            let vnc = match app {
+                Some(a) => self.vnc_set(a).await,
+                None => false,
+            };
+            let rec = self.history.apps.get(&u.uuid);
+            let domain = obs.map(|o| DomainStatus {
+                task_id: o.task_id.clone(),
+                pid: o.task.as_ref().map(|t| t.pid).filter(|p| *p > 0),
+                exit_code: o
+                    .task
+                    .as_ref()
+                    .filter(|t| t.status == TaskStatus::Stopped)
+                    .map(|t| t.exit_status),
+                started_at: rec.and_then(|r| r.started_ms).and_then(|ms| {
+                    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).ok()
+                }),
+                runtime: o.runtime.clone(),
+                memory_limit_bytes: app.map(|a| a.resources.memory_kib * 1024),
+                ips: self
+                    .shared
+                    .runtime
+                    .app_ips(&o.task_id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(net, ip)| format!("{net}={ip}"))
+                    .collect(),
+            });
+            let status = AppStatus {
+                uuid: u.uuid.clone(),
+                display_name: app
+                    .map(|a| a.display_name.clone())
+                    .or_else(|| rejected.and_then(|r| r.display_name.clone()))
+                    .unwrap_or_else(|| u.uuid.clone()),
+                version: app.map(|a| a.version.clone()).unwrap_or_default(),
+                image: app.map(|a| a.image.clone()).unwrap_or_default(),
+                state: u.state,
+                activated: app.map(|a| a.activate).unwrap_or(false),
+                restarts: u.restarts,
+                domain,
+                backoff: u.backoff.clone(),
+                error: u.error.clone(),
+                vnc_password_set: vnc,
+                download: None,
+            };
+            statuses.insert(u.uuid.clone(), status);
+        }
+        // Rejected entries without a UUID of their own show under `apps[i]`.
+        {
+            let old = self.shared.statuses.read().unwrap();
+            statuses.extend(super::unplaced::statuses(cur, &old));
+        }
+        let changed = {
+            let mut cur = self.shared.statuses.write().unwrap();
+            let changed = *cur != statuses;
+            *cur = statuses;
+            changed
+        };
+        if changed {
+            self.shared.status_changed.notify_one();
+        }
+    }
+
+    /// Whether a VNC password is in effect (config, else the image label).
+    pub(super) async fn vnc_set(&mut self, app: &AppConfig) -> bool {
+        if app.vnc.password.is_some() {
+            return true;
+        }
+        if let Some(v) = self.vnc_by_image.get(&app.image) {
+            return *v;
+        }
+        match outpost_runtime::image::resolve(self.shared.runtime.client(), &app.image).await {
+            Ok(img) => {
+                let set = outpost_runtime::spec::vnc_password(app, &img.config).is_some();
+                self.vnc_by_image.insert(app.image.clone(), set);
+                set
+            }
+            Err(_) => false,
+        }
+    }
+}
