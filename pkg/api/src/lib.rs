@@ -17,9 +17,11 @@ pub mod cloud;
 pub mod config;
 pub mod network;
 pub mod parse;
+pub mod reference;
 pub mod registry;
 pub mod status;
 pub mod validate;
+pub mod validate_fields;
 pub mod validate_network;
 pub mod validate_size;
 
@@ -29,6 +31,7 @@ pub use config::{
 };
 pub use network::{AppInterface, Ipv4Cidr, NetworkConfig, NetworkKind, PortMap, Protocol};
 pub use parse::{parse_device_config, parse_device_config_json, ParseError, Parsed, RejectedApp};
+pub use reference::{LocalName, Reference, ReferenceError};
 pub use registry::RegistryConfig;
 pub use status::{
     AppStatus, BackoffStatus, DomainStatus, DownloadStatus, ErrorDescription, Severity, SwState,
