@@ -142,3 +142,12 @@ impl crate::image::content::IngestLocked for PullError {
         matches!(self, PullError::Runtime(e) if e.ingest_locked())
     }
 }
+
+impl From<outpost_api::ReferenceError> for PullError {
+    fn from(e: outpost_api::ReferenceError) -> Self {
+        PullError::Reference {
+            reference: e.reference,
+            problem: e.problem,
+        }
+    }
+}

@@ -27,7 +27,6 @@ pub mod gc;
 mod manifest;
 mod progress;
 pub mod push;
-mod reference;
 mod registry;
 
 use std::path::PathBuf;
@@ -38,7 +37,7 @@ pub use auth::Credentials;
 pub use error::PullError;
 pub use manifest::{resolve as resolve_manifest, Resolved};
 pub use progress::PullProgress;
-pub use reference::{names_registry, Reference};
+pub use outpost_api::reference::{names_registry, Reference, ReferenceError};
 pub use registry::{Registry, RegistryOptions};
 
 use crate::client::Containerd;

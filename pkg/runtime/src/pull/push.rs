@@ -8,7 +8,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use reqwest::{Method, StatusCode};
 
 use super::error::PullError;
-use super::reference::Reference;
+use super::Reference;
 use super::registry::{Registry, RegistryOptions};
 use crate::error::RuntimeError;
 use crate::image::MEDIA_MANIFEST;
