@@ -64,10 +64,22 @@ async fn hostile_app_entries_are_rejected_alone_with_their_paths() {
     env.start_agent();
 
     let wants = [
-        ("dots", "apps[1].image: \"..:latest\" is not a valid image reference"),
-        ("mem", "apps[2].resources.memory_kib: must be at most 1073741824 (1 TiB)"),
-        ("procmount", "apps[3].volumes[0].mount_dir: \"/proc/sys\" is on or under /proc"),
-        ("envname", "apps[4].env.A\\nB: a variable name must not contain a newline"),
+        (
+            "dots",
+            "apps[1].image: \"..:latest\" is not a valid image reference",
+        ),
+        (
+            "mem",
+            "apps[2].resources.memory_kib: must be at most 1073741824 (1 TiB)",
+        ),
+        (
+            "procmount",
+            "apps[3].volumes[0].mount_dir: \"/proc/sys\" is on or under /proc",
+        ),
+        (
+            "envname",
+            "apps[4].env.A\\nB: a variable name must not contain a newline",
+        ),
     ];
     let list = env.wait_for("good RUNNING and every hostile entry rejected", T, |l| {
         let running = l
@@ -83,7 +95,10 @@ async fn hostile_app_entries_are_rejected_alone_with_their_paths() {
     });
     for (name, _) in wants {
         let a = list.iter().find(|a| a.display_name == name).unwrap();
-        assert!(a.domain.is_none(), "{name}: no container for a rejected app");
+        assert!(
+            a.domain.is_none(),
+            "{name}: no container for a rejected app"
+        );
     }
     env.teardown().await;
 }
@@ -238,8 +253,9 @@ async fn a_256_mib_config_answer_is_refused_and_the_config_in_effect_keeps_runni
     ctl.stop();
     let hostile = HostileController::start(&ctl);
     let limit = outpost_cloud::client::MAX_ENVELOPE_BYTES;
-    let declared =
-        format!("the answer to GET config is {HUGE} bytes (Content-Length), more than the limit of {limit}");
+    let declared = format!(
+        "the answer to GET config is {HUGE} bytes (Content-Length), more than the limit of {limit}"
+    );
     let streamed = "bytes or more, more than the limit of 8388608; refused";
     // The agent polls again only once it is done with the previous answer:
     // a third poll means both kinds of answer were handled.
@@ -289,7 +305,9 @@ fn hostile_registry() -> String {
                     s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"token\":\"")?;
                     stream_huge(&mut s)
                 } else if line.contains("/v2/err/") {
-                    s.write_all(b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n")?;
+                    s.write_all(
+                        b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n",
+                    )?;
                     stream_huge(&mut s)
                 } else {
                     s.write_all(format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"x\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
@@ -324,6 +342,10 @@ async fn a_registry_with_endless_token_and_error_bodies_is_refused() {
         println!("{repo}: refused after {:?}: {e}", started.elapsed());
         assert!(e.contains(want), "{repo}: {e}");
         assert!(e.contains("or more"), "{repo}: {e}");
-        assert!(e.len() < 1024, "{repo}: the error quotes little: {}", e.len());
+        assert!(
+            e.len() < 1024,
+            "{repo}: the error quotes little: {}",
+            e.len()
+        );
     }
 }

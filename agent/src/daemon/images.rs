@@ -143,9 +143,20 @@ mod tests {
             local_layout(&images, "hello:latest").unwrap(),
             images.join("hello")
         );
-        for bad in ["..:latest", "..", ".:latest", "../x:1", "a/../..:1", "/etc:1", "x\0y"] {
+        for bad in [
+            "..:latest",
+            "..",
+            ".:latest",
+            "../x:1",
+            "a/../..:1",
+            "/etc:1",
+            "x\0y",
+        ] {
             let e = local_layout(&images, bad).unwrap_err().to_string();
-            assert!(e.contains("image reference") || e.contains("not a plain"), "{bad}: {e}");
+            assert!(
+                e.contains("image reference") || e.contains("not a plain"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -262,19 +262,27 @@ async fn a_document_whose_envelope_a_device_would_refuse_is_not_signed() {
         doc(1)
     );
     assert!(huge.len() < 4 << 20, "{}", huge.len());
-    let e = h
-        .controller()
-        .set_config("gw", huge)
-        .await
-        .unwrap_err();
+    let e = h.controller().set_config("gw", huge).await.unwrap_err();
     assert_eq!(e.status, 400, "{}", e.message);
     let limit = outpost_api::cloud::MAX_ENVELOPE_BYTES;
     assert!(
-        e.message.contains(&format!("more than the {limit} a device reads")),
+        e.message
+            .contains(&format!("more than the {limit} a device reads")),
         "{}",
         e.message
     );
     let url = h.url(&format!("/devices/{}/config", d.uuid));
-    let body = d.client.get(&url).send().await.unwrap().text().await.unwrap();
-    assert_eq!(h.verify(&serde_json::from_str(&body).unwrap()).generation, 1);
+    let body = d
+        .client
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        h.verify(&serde_json::from_str(&body).unwrap()).generation,
+        1
+    );
 }

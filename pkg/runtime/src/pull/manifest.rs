@@ -6,8 +6,8 @@ use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use reqwest::Method;
 
 use super::error::PullError;
-use super::Reference;
 use super::registry::{read_limited, Body, Registry};
+use super::Reference;
 use crate::image::content::MAX_JSON_BLOB;
 use crate::image::{
     host_arch, pick_platform, sha256_digest, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_INDEX,

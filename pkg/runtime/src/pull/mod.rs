@@ -36,8 +36,8 @@ use tokio::sync::watch;
 pub use auth::Credentials;
 pub use error::PullError;
 pub use manifest::{resolve as resolve_manifest, Resolved};
-pub use progress::PullProgress;
 pub use outpost_api::reference::{names_registry, Reference, ReferenceError};
+pub use progress::PullProgress;
 pub use registry::{Registry, RegistryOptions};
 
 use crate::client::Containerd;

@@ -211,9 +211,8 @@ impl Registry {
             }
             Err(e) => return Err(self.http_err(what, e)),
         };
-        let t: Token = serde_json::from_slice(&body).map_err(|e| {
-            self.manifest_err(format!("decoding the token response: {e}"))
-        })?;
+        let t: Token = serde_json::from_slice(&body)
+            .map_err(|e| self.manifest_err(format!("decoding the token response: {e}")))?;
         t.token
             .or(t.access_token)
             .ok_or_else(|| PullError::Manifest {

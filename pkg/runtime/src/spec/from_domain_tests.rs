@@ -232,7 +232,10 @@ fn limits_never_wrap_and_hostile_fields_are_refused() {
     for kib in [1 << 54, 1 << 63, u64::MAX] {
         a.resources.memory_kib = kib;
         let e = limits(&a).unwrap_err();
-        assert!(e.contains(&format!("resources.memory_kib {kib} is too large")), "{e}");
+        assert!(
+            e.contains(&format!("resources.memory_kib {kib} is too large")),
+            "{e}"
+        );
     }
     let img = image(None);
     let t = tempfile::tempdir().unwrap();
@@ -264,5 +267,8 @@ fn limits_never_wrap_and_hostile_fields_are_refused() {
         },
     };
     let e = spec(&app(), &[vol]);
-    assert!(e.contains("volumes[0].mount_dir") && e.contains("/proc"), "{e}");
+    assert!(
+        e.contains("volumes[0].mount_dir") && e.contains("/proc"),
+        "{e}"
+    );
 }
