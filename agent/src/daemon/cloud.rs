@@ -505,7 +505,7 @@ fn host_metrics() -> HostMetrics {
             .and_then(|r| r.split_whitespace().next())
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0)
-            * 1024
+            .saturating_mul(1024)
     };
     // First line of /proc/stat: user nice system idle iowait irq softirq steal … in USER_HZ.
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -535,11 +535,11 @@ fn host_metrics() -> HostMetrics {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0)
-        * 1024;
+        .saturating_mul(1024);
     HostMetrics {
         mem_total_bytes: kib("MemTotal:"),
         mem_available_bytes: kib("MemAvailable:"),
-        cpu_busy_ns: busy * (1_000_000_000 / hz),
+        cpu_busy_ns: busy.saturating_mul(1_000_000_000 / hz),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1),

@@ -10,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use outpost_api::RegistryConfig;
+use anyhow::{bail, Result};
+use outpost_api::{LocalName, RegistryConfig};
 use outpost_runtime::image::{self, ImageRecord};
 use outpost_runtime::pull::{self, ErrorClass, PullError, PullOptions, Reference, RegistryOptions};
 use outpost_runtime::Runtime;
@@ -63,12 +63,23 @@ pub fn failure(reference: &str, e: &anyhow::Error) -> Failure {
     }
 }
 
-/// The layout directory name for a reference: its last path component
-/// without tag or digest (`registry:5000/team/hello:1.2` → `hello`).
-pub fn layout_name(reference: &str) -> &str {
-    let last = reference.rsplit('/').next().unwrap_or(reference);
-    let last = last.split('@').next().unwrap_or(last);
-    last.split(':').next().unwrap_or(last)
+/// The local OCI layout directory for a short name under `dir`. Refuses
+/// (whatever validation let through) any name that is not a valid local
+/// image name and one plain path component, so a reference like
+/// `..:latest` never leaves `dir`.
+pub fn local_layout(dir: &Path, reference: &str) -> Result<PathBuf> {
+    let local = LocalName::parse(reference)?;
+    let mut parts = Path::new(&local.name).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(c)), None) if !local.name.starts_with('.') => {
+            Ok(dir.join(c))
+        }
+        _ => bail!(
+            "image {reference:?}: {:?} is not a plain directory name under {}",
+            local.name,
+            dir.display()
+        ),
+    }
 }
 
 /// True for registries reached over plain HTTP (loopback only).
@@ -156,7 +167,7 @@ pub async fn ensure_with(
         }
         .into());
     };
-    let layout: PathBuf = dir.join(layout_name(reference));
+    let layout = local_layout(dir, reference)?;
     if !layout.join("index.json").exists() {
         return Err(LocalImageError::NotInDirectory {
             reference: reference.to_owned(),
@@ -173,14 +184,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_names() {
-        assert_eq!(layout_name("hello:latest"), "hello");
+    fn local_layouts_stay_in_the_images_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let images = root.path().join("images");
+        std::fs::create_dir_all(images.join("hello")).unwrap();
+        // A layout one level up, where `..:latest` would have found it.
+        std::fs::write(root.path().join("index.json"), "{}").unwrap();
         assert_eq!(
-            layout_name("registry.local:5000/outpost/hello:latest"),
-            "hello"
+            local_layout(&images, "hello:latest").unwrap(),
+            images.join("hello")
         );
-        assert_eq!(layout_name("r/x@sha256:abc"), "x");
-        assert_eq!(layout_name("plain"), "plain");
+        for bad in [
+            "..:latest",
+            "..",
+            ".:latest",
+            "../x:1",
+            "a/../..:1",
+            "/etc:1",
+            "x\0y",
+        ] {
+            let e = local_layout(&images, bad).unwrap_err().to_string();
+            assert!(
+                e.contains("image reference") || e.contains("not a plain"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

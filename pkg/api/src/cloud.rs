@@ -15,6 +15,10 @@ pub const API_PREFIX: &str = "/api/v1";
 pub const ALG_ECDSA_P256_SHA256: &str = "ECDSA_P256_SHA256";
 /// Longest long-poll wait the controller honours, seconds.
 pub const MAX_WAIT_SECS: u64 = 300;
+/// Largest signed config envelope (JSON) a device reads: 8 MiB, room for
+/// the controller's 4 MiB document as JSON in base64 (× 4/3) plus the
+/// envelope. The controller refuses to sign a larger one.
+pub const MAX_ENVELOPE_BYTES: usize = 8 << 20;
 /// Request header carrying a log batch's sequence number.
 pub const BATCH_HEADER: &str = "x-outpost-batch";
 

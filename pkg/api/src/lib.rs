@@ -20,9 +20,11 @@ pub mod cloud;
 pub mod config;
 pub mod network;
 pub mod parse;
+pub mod reference;
 pub mod registry;
 pub mod status;
 pub mod validate;
+pub mod validate_fields;
 pub mod validate_network;
 pub mod validate_size;
 pub mod yaml;
@@ -36,6 +38,7 @@ pub use parse::{
     parse_device_config, parse_device_config_bytes, parse_device_config_json, ParseError, Parsed,
     RejectedApp,
 };
+pub use reference::{LocalName, Reference, ReferenceError};
 pub use registry::RegistryConfig;
 pub use status::{
     AppStatus, BackoffStatus, DomainStatus, DownloadStatus, ErrorDescription, Severity, SwState,

@@ -107,6 +107,7 @@ pub fn validate(config: &DeviceConfig) -> Vec<Problem> {
 
 fn validate_app(app: &AppConfig, p: &str, out: &mut Vec<Problem>) {
     crate::validate_size::validate_app_sizes(app, p, out);
+    crate::validate_fields::validate_fields(app, p, out);
     let mut err = |field: &str, msg: String| out.push(Problem::new(format!("{p}.{field}"), msg));
     if !is_uuid(&app.uuid) {
         err(
@@ -172,7 +173,7 @@ fn validate_app(app: &AppConfig, p: &str, out: &mut Vec<Problem>) {
         }
     }
     for (k, v) in &app.env {
-        let shown = clip(k, crate::validate_size::MAX_ENV_NAME_BYTES);
+        let shown = crate::validate_fields::env_name_shown(k);
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             err(
                 &format!("env.{shown}"),
@@ -199,15 +200,10 @@ fn validate_app(app: &AppConfig, p: &str, out: &mut Vec<Problem>) {
             );
         }
         if let Some(dir) = &v.mount_dir {
-            if !dir.starts_with('/') || dir == "/" || dir.split('/').any(|c| c == "..") {
-                err(
-                    &format!("{vp}.mount_dir"),
-                    format!(
-                        "{} must be an absolute path below / without '..'",
-                        quoted(dir)
-                    ),
-                );
-            } else if !mounts.insert(dir.trim_end_matches('/')) {
+            // Its shape is checked in `validate_fields`.
+            if crate::validate_fields::mount_dir_problem(dir).is_none()
+                && !mounts.insert(dir.trim_end_matches('/'))
+            {
                 err(
                     &format!("{vp}.mount_dir"),
                     format!("{} is used by another volume", quoted(dir)),

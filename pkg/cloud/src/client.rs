@@ -12,6 +12,16 @@ use reqwest::{Response, StatusCode};
 use crate::error::{chain, CloudError};
 use crate::tls::client_config;
 
+/// Most bytes read of a config envelope: the controller's 4 MiB document
+/// as JSON (escapes grow it) in base64 (× 4/3) plus the envelope. The
+/// controller refuses to sign a payload whose envelope would be larger.
+pub const MAX_ENVELOPE_BYTES: usize = outpost_api::cloud::MAX_ENVELOPE_BYTES;
+/// Most bytes read of any other answer (certificate, registration, log
+/// acknowledgement).
+pub const MAX_SMALL_BODY_BYTES: usize = 64 << 10;
+/// Most bytes read of an error answer (a short message is shown).
+pub const MAX_ERROR_BODY_BYTES: usize = 4 << 10;
+
 /// What a config long-poll returned.
 #[derive(Clone, Debug)]
 pub enum Poll {
@@ -79,7 +89,10 @@ impl Client {
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             return Ok(r);
         }
-        let body = r.bytes().await.unwrap_or_default();
+        let body = match self.read(what, r, MAX_ERROR_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(e) => e.to_string().into_bytes(),
+        };
         let message = serde_json::from_slice::<ApiError>(&body)
             .map(|e| e.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
@@ -87,6 +100,46 @@ impl Client {
             status: status.as_u16(),
             what: what.to_owned(),
             message,
+        })
+    }
+
+    /// Reads `r`'s body, at most `limit` bytes: a longer one is refused
+    /// before reading by its Content-Length, or as soon as it passes the
+    /// limit (the connection is dropped, not drained).
+    async fn read(&self, what: &str, mut r: Response, limit: usize) -> Result<Vec<u8>, CloudError> {
+        let too_large = |seen: u64, declared: bool| CloudError::TooLarge {
+            server: self.server.clone(),
+            what: what.to_owned(),
+            limit,
+            seen,
+            declared,
+        };
+        if let Some(n) = r.content_length().filter(|n| *n > limit as u64) {
+            return Err(too_large(n, true));
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = r.chunk().await.map_err(|e| self.transport(e))? {
+            let seen = out.len() + chunk.len();
+            if seen > limit {
+                return Err(too_large(seen as u64, false));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// Reads and decodes `r`'s JSON body of at most `limit` bytes.
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        r: Response,
+        limit: usize,
+    ) -> Result<T, CloudError> {
+        let body = self.read(what, r, limit).await?;
+        serde_json::from_slice(&body).map_err(|e| CloudError::Decode {
+            server: self.server.clone(),
+            what: what.to_owned(),
+            detail: e.to_string(),
         })
     }
 
@@ -112,7 +165,7 @@ impl Client {
             .await
             .map_err(|e| self.transport(e))?;
         let r = self.check("GET /certs", r).await?;
-        let c: CertsResponse = r.json().await.map_err(|e| self.transport(e))?;
+        let c: CertsResponse = self.json("GET /certs", r, MAX_SMALL_BODY_BYTES).await?;
         Ok(c.signing_cert_pem)
     }
 
@@ -127,7 +180,7 @@ impl Client {
             .await
             .map_err(|e| self.transport(e))?;
         let r = self.check("POST /register", r).await?;
-        r.json().await.map_err(|e| self.transport(e))
+        self.json("POST /register", r, MAX_SMALL_BODY_BYTES).await
     }
 
     /// `GET /devices/<uuid>/config?wait=`: waits up to `wait` for a config
@@ -160,7 +213,7 @@ impl Client {
                     .get(ETAG)
                     .and_then(|v| v.to_str().ok())
                     .map(|s| s.trim_matches('"').to_owned());
-                let envelope = r.json().await.map_err(|e| self.transport(e))?;
+                let envelope = self.json("GET config", r, MAX_ENVELOPE_BYTES).await?;
                 Ok(Poll::Changed { envelope, etag })
             }
         }
@@ -211,6 +264,6 @@ impl Client {
             .await
             .map_err(|e| self.transport(e))?;
         let r = self.check("POST logs", r).await?;
-        r.json().await.map_err(|e| self.transport(e))
+        self.json("POST logs", r, MAX_SMALL_BODY_BYTES).await
     }
 }

@@ -43,6 +43,32 @@ pub enum CloudError {
         /// The controller's error message.
         message: String,
     },
+    /// The controller's answer is longer than the client reads for that
+    /// endpoint; it was refused unread (by its Content-Length) or as soon as
+    /// it passed the limit.
+    #[error("controller {server}: the answer to {what} is {seen} bytes{}, more than the limit of {limit}; refused", if *.declared { " (Content-Length)" } else { " or more" })]
+    TooLarge {
+        /// `host:port`.
+        server: String,
+        /// Request, e.g. `GET config`.
+        what: String,
+        /// The most bytes read for it.
+        limit: usize,
+        /// Its Content-Length, or the bytes seen when reading stopped.
+        seen: u64,
+        /// Whether `seen` is the declared Content-Length.
+        declared: bool,
+    },
+    /// The controller's answer does not decode.
+    #[error("controller {server}: the answer to {what} does not decode: {detail}")]
+    Decode {
+        /// `host:port`.
+        server: String,
+        /// Request.
+        what: String,
+        /// The decoder's error.
+        detail: String,
+    },
     /// A signed object did not verify; nothing of it was used.
     #[error("signed config refused: {0}")]
     Signature(String),

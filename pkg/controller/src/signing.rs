@@ -3,12 +3,24 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use outpost_api::cloud::{ConfigPayload, SignedEnvelope, ALG_ECDSA_P256_SHA256};
+use outpost_api::cloud::{
+    ConfigPayload, SignedEnvelope, ALG_ECDSA_P256_SHA256, MAX_ENVELOPE_BYTES,
+};
 use rcgen::{KeyPair, SigningKey};
 
 use crate::error::{ControllerError, Result};
 use crate::layout::{self, StateDir};
 use crate::pki;
+
+/// Bytes of an envelope besides its base64 payload: field names, the
+/// signer fingerprint (64), the algorithm and a DER signature (≤ 72 bytes,
+/// 96 in base64), with room to spare.
+const ENVELOPE_OVERHEAD: usize = 512;
+
+/// Length of the padded base64 of `n` bytes.
+fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
 
 /// The signing key and the fingerprint of its certificate.
 pub struct Signer {
@@ -64,6 +76,16 @@ impl Signer {
             what: "config payload".into(),
             message: e.to_string(),
         })?;
+        // A device reads at most MAX_ENVELOPE_BYTES of an envelope: refuse
+        // here, where the operator sees why, rather than serve one it drops.
+        let envelope_bytes = base64_len(bytes.len()) + ENVELOPE_OVERHEAD;
+        if envelope_bytes > MAX_ENVELOPE_BYTES {
+            return Err(ControllerError::BadDocument(format!(
+                "the signed config would be about {envelope_bytes} bytes (the document as JSON is {} bytes), \
+                 more than the {MAX_ENVELOPE_BYTES} a device reads; make the document smaller",
+                bytes.len()
+            )));
+        }
         let signature = self
             .key
             .sign(&bytes)

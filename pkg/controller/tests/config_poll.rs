@@ -247,3 +247,42 @@ async fn hundreds_of_waiting_long_polls_are_all_woken() {
     );
     eprintln!("{N} long-polls answered within {slowest:?} of set-config");
 }
+
+/// A document within the 4 MiB YAML limit whose JSON grows past what a
+/// device reads (`"\0"`: 2 bytes of YAML, 6 of JSON) is refused before it
+/// is signed: a device would drop the envelope and never get the config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_whose_envelope_a_device_would_refuse_is_not_signed() {
+    let h = Harness::start().await;
+    let d = h.device("gw", "SN-1").await;
+    h.controller().set_config("gw", doc(1)).await.unwrap();
+    let nuls = "\\0".repeat(1_800_000);
+    let huge = format!(
+        "{}  - uuid: 6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9aff\n    version: \"1\"\n    display_name: nul\n    app_num: 9\n    image: hello:latest\n    env:\n      NULS: \"{nuls}\"\n",
+        doc(1)
+    );
+    assert!(huge.len() < 4 << 20, "{}", huge.len());
+    let e = h.controller().set_config("gw", huge).await.unwrap_err();
+    assert_eq!(e.status, 400, "{}", e.message);
+    let limit = outpost_api::cloud::MAX_ENVELOPE_BYTES;
+    assert!(
+        e.message
+            .contains(&format!("more than the {limit} a device reads")),
+        "{}",
+        e.message
+    );
+    let url = h.url(&format!("/devices/{}/config", d.uuid));
+    let body = d
+        .client
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        h.verify(&serde_json::from_str(&body).unwrap()).generation,
+        1
+    );
+}

@@ -254,7 +254,8 @@ mod tests {
             serde_json::from_value(serde_json::json!({
                 "uuid": "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10",
                 "version": "1", "display_name": "big", "app_num": 1,
-                "image": format!("{tag}:{}", "t".repeat(900)),
+                // 900 bytes, a valid local name (lowercase, tag ≤ 128).
+                "image": format!("{}{}:{}", tag.to_lowercase(), "n".repeat(770), "t".repeat(128)),
                 "env": env,
             }))
             .unwrap()

@@ -55,7 +55,7 @@ impl Reconciler {
                     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).ok()
                 }),
                 runtime: o.runtime.clone(),
-                memory_limit_bytes: app.map(|a| a.resources.memory_kib * 1024),
+                memory_limit_bytes: app.and_then(|a| a.resources.memory_kib.checked_mul(1024)),
                 ips: self
                     .shared
                     .runtime

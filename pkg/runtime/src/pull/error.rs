@@ -193,6 +193,15 @@ impl crate::image::content::IngestLocked for PullError {
     }
 }
 
+impl From<outpost_api::ReferenceError> for PullError {
+    fn from(e: outpost_api::ReferenceError) -> Self {
+        PullError::Reference {
+            reference: e.reference,
+            problem: e.problem,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,13 +2,12 @@
 //! tag → (index / manifest list → platform) → manifest → config, each JSON
 //! document size-capped and checked against its digest.
 
-use futures::StreamExt;
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use reqwest::Method;
 
 use super::error::PullError;
-use super::reference::Reference;
-use super::registry::Registry;
+use super::registry::{read_limited, Body, Registry};
+use super::Reference;
 use crate::image::content::MAX_JSON_BLOB;
 use crate::image::{
     host_arch, pick_platform, sha256_digest, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_INDEX,
@@ -176,22 +175,18 @@ fn verify(reg: &Registry, digest: &str, bytes: &[u8]) -> Result<(), PullError> {
     Ok(())
 }
 
-/// Reads a body of at most [`MAX_JSON_BLOB`] bytes.
+/// Reads a body of at most [`MAX_JSON_BLOB`] bytes (refused by its
+/// Content-Length before reading when that is over).
 async fn read_capped(
     reg: &Registry,
     resp: reqwest::Response,
     what: &str,
 ) -> Result<Vec<u8>, PullError> {
-    let mut out = Vec::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| reg.http_err(what, e))?;
-        out.extend_from_slice(&chunk);
-        if out.len() as i64 > MAX_JSON_BLOB {
-            return Err(reg.manifest_err(format!(
-                "{what}: document larger than {MAX_JSON_BLOB} bytes"
-            )));
-        }
+    match read_limited(resp, MAX_JSON_BLOB as usize).await {
+        Ok(Body::Full(b)) => Ok(b),
+        Ok(Body::TooLarge(n)) => Err(reg.manifest_err(format!(
+            "{what}: document of {n} bytes or more, larger than {MAX_JSON_BLOB} bytes"
+        ))),
+        Err(e) => Err(reg.http_err(what, e)),
     }
-    Ok(out)
 }

@@ -27,7 +27,6 @@ pub mod gc;
 mod manifest;
 mod progress;
 pub mod push;
-mod reference;
 mod registry;
 
 use std::path::PathBuf;
@@ -37,8 +36,8 @@ use tokio::sync::watch;
 pub use auth::Credentials;
 pub use error::{ErrorClass, PullError};
 pub use manifest::{resolve as resolve_manifest, Resolved};
+pub use outpost_api::reference::{names_registry, Reference, ReferenceError};
 pub use progress::PullProgress;
-pub use reference::{names_registry, Reference};
 pub use registry::{Registry, RegistryOptions};
 
 use crate::client::Containerd;

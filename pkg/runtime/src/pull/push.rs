@@ -8,8 +8,8 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use reqwest::{Method, StatusCode};
 
 use super::error::PullError;
-use super::reference::Reference;
 use super::registry::{Registry, RegistryOptions};
+use super::Reference;
 use crate::error::RuntimeError;
 use crate::image::MEDIA_MANIFEST;
 

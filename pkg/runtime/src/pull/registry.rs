@@ -10,7 +10,38 @@ use tokio::sync::Mutex;
 
 use super::auth::{parse_challenge, Challenge, Credentials};
 use super::error::PullError;
-use super::reference::Reference;
+use super::Reference;
+
+/// Most bytes read of a token endpoint's answer.
+pub const MAX_TOKEN_BYTES: usize = 64 << 10;
+/// Most bytes read of an error answer's body (a few hundred are shown).
+pub const MAX_ERROR_BODY_BYTES: usize = 4 << 10;
+
+/// A body read with a limit.
+pub(crate) enum Body {
+    /// The whole body, within the limit.
+    Full(Vec<u8>),
+    /// The body is longer than the limit: its Content-Length, or the bytes
+    /// seen when reading stopped.
+    TooLarge(u64),
+}
+
+/// Reads `resp`'s body, refusing (before reading, by its Content-Length,
+/// or as soon as it passes the limit) one longer than `limit` bytes.
+pub(crate) async fn read_limited(mut resp: Response, limit: usize) -> Result<Body, reqwest::Error> {
+    if let Some(n) = resp.content_length().filter(|n| *n > limit as u64) {
+        return Ok(Body::TooLarge(n));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let seen = out.len() + chunk.len();
+        if seen > limit {
+            return Ok(Body::TooLarge(seen as u64));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Body::Full(out))
+}
 
 /// How to reach a registry.
 #[derive(Clone, Debug, Default)]
@@ -170,10 +201,18 @@ impl Registry {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let t: Token = resp
-            .json()
-            .await
-            .map_err(|e| self.http_err("decoding the token response", e))?;
+        let what = "reading the token response";
+        let body = match read_limited(resp, MAX_TOKEN_BYTES).await {
+            Ok(Body::Full(b)) => b,
+            Ok(Body::TooLarge(n)) => {
+                return Err(self.manifest_err(format!(
+                    "{what}: {n} bytes or more, more than the limit of {MAX_TOKEN_BYTES}"
+                )))
+            }
+            Err(e) => return Err(self.http_err(what, e)),
+        };
+        let t: Token = serde_json::from_slice(&body)
+            .map_err(|e| self.manifest_err(format!("decoding the token response: {e}")))?;
         t.token
             .or(t.access_token)
             .ok_or_else(|| PullError::Manifest {
@@ -204,7 +243,11 @@ impl Registry {
         if status == StatusCode::FORBIDDEN {
             return Err(self.unauthorized());
         }
-        let body = resp.text().await.unwrap_or_default();
+        let body = match read_limited(resp, MAX_ERROR_BODY_BYTES).await {
+            Ok(Body::Full(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(Body::TooLarge(n)) => format!("(a body of {n} bytes or more, not read)"),
+            Err(_) => String::new(),
+        };
         Err(PullError::Status {
             registry: self.registry.clone(),
             repository: self.repository.clone(),

@@ -112,6 +112,25 @@ pub fn parse_signal(name: &str) -> Option<i32> {
         .map(|s| s as i32)
 }
 
+/// The app's memory limit in bytes and CFS quota in µs per
+/// [`CPU_PERIOD_US`], computed without overflow: a value that does not fit
+/// the OCI spec's `i64` is an error naming the field, never a wrapped limit.
+pub fn limits(app: &AppConfig) -> std::result::Result<(i64, i64), String> {
+    let kib = app.resources.memory_kib;
+    let memory = kib
+        .checked_mul(1024)
+        .and_then(|b| i64::try_from(b).ok())
+        .ok_or_else(|| {
+            format!("resources.memory_kib {kib} is too large: its bytes do not fit a 64-bit limit")
+        })?;
+    let vcpus = app.resources.vcpus;
+    let quota = i64::try_from(CPU_PERIOD_US)
+        .ok()
+        .and_then(|p| p.checked_mul(i64::from(vcpus)))
+        .ok_or_else(|| format!("resources.vcpus {vcpus} is too large for a CPU quota"))?;
+    Ok((memory, quota))
+}
+
 /// Builds the runtime spec.
 pub fn build_spec(input: SpecInput<'_>) -> Result<Spec> {
     let app = input.app;
@@ -127,6 +146,12 @@ pub fn build_spec(input: SpecInput<'_>) -> Result<Spec> {
         env.insert(0, DEFAULT_PATH.to_owned());
     }
     for (k, v) in &app.env {
+        if k.is_empty() || k.contains('=') || k.chars().any(char::is_control) {
+            return Err(spec_err(format!(
+                "env.{}: a variable name must be non-empty without '=' or control characters",
+                outpost_api::validate_fields::env_name_shown(k)
+            )));
+        }
         env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
         env.push(format!("{k}={v}"));
     }
@@ -160,16 +185,17 @@ pub fn build_spec(input: SpecInput<'_>) -> Result<Spec> {
     process["cwd"] = json!(cwd);
     process["user"] = json!({ "uid": uid, "gid": gid, "additionalGids": extra_gids });
 
+    let (memory_limit, cpu_quota) = limits(app).map_err(spec_err)?;
     let mut cpu = json!({
         "period": CPU_PERIOD_US,
-        "quota": CPU_PERIOD_US as i64 * i64::from(app.resources.vcpus),
+        "quota": cpu_quota,
     });
     if let Some(set) = &app.resources.cpus {
         cpu["cpus"] = json!(set.to_string());
     }
     let linux = &mut spec["linux"];
     linux["cgroupsPath"] = json!(cgroups_path(&task));
-    linux["resources"]["memory"] = json!({ "limit": (app.resources.memory_kib * 1024) as i64 });
+    linux["resources"]["memory"] = json!({ "limit": memory_limit });
     linux["resources"]["cpu"] = cpu;
 
     let mut annotations = HashMap::new();
@@ -216,6 +242,10 @@ pub fn build_spec(input: SpecInput<'_>) -> Result<Spec> {
             targets.push(format!("/dev/eve/volumes/by-name/{name}"));
         }
         if let Some(dir) = &v.mount.mount_dir {
+            // Validation refuses these; never bind over /proc, /sys, /dev.
+            if let Some(why) = outpost_api::validate_fields::mount_dir_problem(dir) {
+                return Err(spec_err(format!("volumes[{n}].mount_dir: {why}")));
+            }
             targets.push(dir.clone());
         }
         for t in targets {
@@ -235,228 +265,5 @@ fn from_json(v: Value) -> std::result::Result<Spec, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use outpost_api::{CpuSet, Secret};
-
-    fn app() -> AppConfig {
-        serde_json::from_value(json!({
-            "uuid": "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10",
-            "version": "3",
-            "display_name": "gw",
-            "app_num": 1,
-            "image": "hello:latest",
-            "resources": { "memory_kib": 262144, "vcpus": 2 },
-            "env": { "LOG_LEVEL": "debug", "PATH": "/bin" },
-        }))
-        .unwrap()
-    }
-
-    fn image(labels: Option<(&str, &str)>) -> ImageConfiguration {
-        let mut cfg = json!({
-            "architecture": "amd64", "os": "linux",
-            "rootfs": { "type": "layers", "diff_ids": [] },
-            "config": {
-                "Env": ["PATH=/usr/bin", "HOME=/root"],
-                "Entrypoint": ["/bin/sh", "-c"],
-                "Cmd": ["echo hi"],
-                "WorkingDir": "/srv",
-                "StopSignal": "SIGINT",
-            }
-        });
-        if let Some((k, v)) = labels {
-            cfg["config"]["Labels"] = json!({ k: v });
-        }
-        serde_json::from_value(cfg).unwrap()
-    }
-
-    fn build(app: &AppConfig, img: &ImageConfiguration, vols: &[DataVolume]) -> Value {
-        let t = tempfile::tempdir().unwrap();
-        let spec = build_spec(SpecInput {
-            app,
-            image: img,
-            rootfs: t.path(),
-            volumes: vols,
-            network: None,
-        })
-        .unwrap();
-        serde_json::to_value(spec).unwrap()
-    }
-
-    #[test]
-    fn resources_identity_and_process() {
-        let mut a = app();
-        a.resources.cpus = Some(CpuSet::new(vec![0, 1]));
-        let s = build(&a, &image(None), &[]);
-        assert_eq!(s["linux"]["resources"]["memory"]["limit"], 262144 * 1024);
-        assert_eq!(s["linux"]["resources"]["cpu"]["quota"], 200_000);
-        assert_eq!(s["linux"]["resources"]["cpu"]["period"], 100_000);
-        assert_eq!(s["linux"]["resources"]["cpu"]["cpus"], "0,1");
-        assert_eq!(
-            s["linux"]["cgroupsPath"],
-            "/eve-user-apps/6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10.3.1"
-        );
-        assert_eq!(s["hostname"], "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10");
-        assert_eq!(s["process"]["args"], json!(["/bin/sh", "-c", "echo hi"]));
-        assert_eq!(s["process"]["cwd"], "/srv");
-        let env: Vec<String> = serde_json::from_value(s["process"]["env"].clone()).unwrap();
-        assert!(
-            env.contains(&"PATH=/bin".to_string()),
-            "config env overrides image env: {env:?}"
-        );
-        assert!(!env.contains(&"PATH=/usr/bin".to_string()));
-        assert!(env.contains(&"HOME=/root".to_string()));
-        assert!(env.contains(&"LOG_LEVEL=debug".to_string()));
-        assert!(s["linux"]["resources"]["cpu"].get("cpus").is_some());
-        let unpinned = build(&app(), &image(None), &[]);
-        assert!(unpinned["linux"]["resources"]["cpu"].get("cpus").is_none());
-    }
-
-    #[test]
-    fn eco_cmd_replaces_args() {
-        let mut a = app();
-        a.env.insert(ECO_CMD.into(), " \"/bin/sleep  30\" ".into());
-        let s = build(&a, &image(None), &[]);
-        assert_eq!(s["process"]["args"], json!(["/bin/sleep", "30"]));
-        assert_eq!(eco_cmd_args("'a b'"), vec!["a", "b"]);
-    }
-
-    #[test]
-    fn vnc_password_precedence() {
-        let label = Some((EVE_VNC_PASSWORD, "from-image"));
-        // Neither: no annotation.
-        let s = build(&app(), &image(None), &[]);
-        assert!(s["annotations"].get(EVE_VNC_PASSWORD).is_none());
-        // Image label only.
-        let s = build(&app(), &image(label), &[]);
-        assert_eq!(s["annotations"][EVE_VNC_PASSWORD], "from-image");
-        // Config wins over the label.
-        let mut a = app();
-        a.vnc.password = Some(Secret::new("from-config"));
-        let s = build(&a, &image(label), &[]);
-        assert_eq!(s["annotations"][EVE_VNC_PASSWORD], "from-config");
-        assert_eq!(
-            vnc_password(&a, &image(None)).as_deref(),
-            Some("from-config")
-        );
-    }
-
-    #[test]
-    fn volumes_are_bound_three_ways() {
-        let v = DataVolume {
-            host_dir: PathBuf::from("/persist/vault/volumes/x#0"),
-            mount: VolumeMount {
-                uuid: "0b8e6c2a-1f3d-4a5b-9c7e-2d4f6a8b0c1e".into(),
-                generation: 0,
-                name: Some("data".into()),
-                mount_dir: Some("/data".into()),
-                read_only: true,
-            },
-        };
-        let s = build(&app(), &image(None), &[v]);
-        let binds: Vec<&Value> = s["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["type"] == "bind")
-            .collect();
-        let dests: Vec<&str> = binds
-            .iter()
-            .map(|m| m["destination"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            dests,
-            [
-                "/dev/eve/volumes/by-id/0",
-                "/dev/eve/volumes/by-name/data",
-                "/data"
-            ]
-        );
-        assert!(binds.iter().all(|m| m["options"] == json!(["rbind", "ro"])));
-    }
-
-    #[test]
-    fn a_network_joins_its_namespace_and_binds_its_files() {
-        let t = tempfile::tempdir().unwrap();
-        let net = NetworkSpec {
-            netns: PathBuf::from("/run/netns/t"),
-            resolv_conf: PathBuf::from("/run/outpost/net/t/resolv.conf"),
-            hosts: PathBuf::from("/run/outpost/net/t/hosts"),
-        };
-        let (a, img) = (app(), image(None));
-        let spec = build_spec(SpecInput {
-            app: &a,
-            image: &img,
-            rootfs: t.path(),
-            volumes: &[],
-            network: Some(&net),
-        })
-        .unwrap();
-        let s = serde_json::to_value(spec).unwrap();
-        let ns: Vec<&Value> = s["linux"]["namespaces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|n| n["type"] == "network")
-            .collect();
-        assert_eq!(ns.len(), 1);
-        assert_eq!(ns[0]["path"], "/run/netns/t");
-        let binds: Vec<(&str, &str)> = s["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["type"] == "bind")
-            .map(|m| {
-                (
-                    m["destination"].as_str().unwrap(),
-                    m["source"].as_str().unwrap(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            binds,
-            [
-                ("/etc/resolv.conf", "/run/outpost/net/t/resolv.conf"),
-                ("/etc/hosts", "/run/outpost/net/t/hosts")
-            ]
-        );
-        assert!(s["annotations"]
-            .get(runsc::NETWORK_FLAG_ANNOTATION)
-            .is_none());
-        let plain = build(&app(), &image(None), &[]);
-        let ns = plain["linux"]["namespaces"].as_array().unwrap();
-        assert!(ns
-            .iter()
-            .any(|n| n["type"] == "network" && n.get("path").is_none()));
-
-        // gVisor: the namespace through runsc's per-container network flag;
-        // without interfaces the wrapper's --network=none stays.
-        let mut g = app();
-        g.runtime = RuntimeClass::Runsc;
-        let spec = build_spec(SpecInput {
-            app: &g,
-            image: &img,
-            rootfs: t.path(),
-            volumes: &[],
-            network: Some(&net),
-        })
-        .unwrap();
-        let s = serde_json::to_value(spec).unwrap();
-        let mode = s["annotations"][runsc::NETWORK_FLAG_ANNOTATION]
-            .as_str()
-            .unwrap();
-        assert!(mode == "sandbox" || mode == "host", "{mode}");
-        let plain = build(&g, &image(None), &[]);
-        assert!(plain["annotations"]
-            .get(runsc::NETWORK_FLAG_ANNOTATION)
-            .is_none());
-    }
-
-    #[test]
-    fn signals() {
-        assert_eq!(stop_signal(&image(None)), libc::SIGINT);
-        assert_eq!(parse_signal("TERM"), Some(libc::SIGTERM));
-        assert_eq!(parse_signal("9"), Some(9));
-        assert_eq!(parse_signal("SIGNOPE"), None);
-    }
-}
+#[path = "from_domain_tests.rs"]
+mod tests;
