@@ -92,6 +92,14 @@
 //!   task survives); then the starts of previously active apps, then the rest,
 //!   each group in config order.
 //!
+//! # The loop's other decisions
+//!
+//! Also pure, for the agent to call around `plan`: [`with_local_counters`]
+//! (the operator's local commands as counter changes), [`Waves`] (the
+//! order actions run in), [`keep_removed_visible`] (HALTING until a removed
+//! app is gone), [`HealthTracker`] (known-good promotion) and
+//! [`images_to_keep`] (the image GC's keep set).
+//!
 //! # What the executor must know
 //!
 //! `Create`, `Replace` and `Purge` build the container from
@@ -127,19 +135,29 @@ mod clock;
 mod decide;
 mod diff;
 mod exited;
+mod halting;
 mod history;
+mod images;
+mod known_good;
+mod local;
 mod networks;
 mod observed;
 mod outcome;
 mod plan;
 mod policy;
 mod severity;
+mod waves;
 
 pub use action::{Action, ActionKind};
 pub use clock::{datetime, millis, rfc3339};
+pub use halting::keep_removed_visible;
 pub use history::{AppRecord, ErrorKind, History};
+pub use images::{images_to_keep, KnownGood};
+pub use known_good::{ConfigInEffect, HealthTracker};
+pub use local::{with_local_counters, LocalCounters};
 pub use networks::{plan_networks, NetworkInput, NetworkPlan};
 pub use observed::{Observed, Phase};
 pub use outcome::{record_outcome, record_permanent_failure};
 pub use plan::{plan, AppStatusUpdate, Input, Plan};
 pub use policy::{wants_restart, Tunables};
+pub use waves::Waves;
