@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use outpost_api::{AppConfig, NetworkConfig, SwState};
+use outpost_api::{AppConfig, NetworkConfig};
 use outpost_reconcile::{
-    plan, record_outcome, record_permanent_failure, Action, History, Input, Observed, Phase,
-    Tunables,
+    keep_removed_visible, plan, record_outcome, record_permanent_failure, with_local_counters,
+    HealthTracker, History, Input, LocalCounters, Observed, Phase, Tunables, Waves,
 };
 use outpost_runtime::events::EventStream;
 use outpost_runtime::pull::ErrorClass;
@@ -71,8 +71,7 @@ pub struct Reconciler {
     exec: Arc<Executor>,
     opts: LoopOptions,
     history: History,
-    healthy_since: Option<u64>,
-    promoted_generation: Option<u64>,
+    health: HealthTracker,
     vnc_by_image: HashMap<String, bool>,
     last_gc: Option<std::time::Instant>,
     /// Network instances set up by this process, as configured then
@@ -91,8 +90,7 @@ impl Reconciler {
             exec: Arc::new(exec),
             opts,
             history: History { apps },
-            healthy_since: None,
-            promoted_generation: None,
+            health: HealthTracker::default(),
             vnc_by_image: HashMap::new(),
             last_gc: None,
             ensured_networks: HashMap::new(),
@@ -164,7 +162,7 @@ impl Reconciler {
                     tracing::error!(error = %e, "checkpointing the config failed; applying it anyway");
                 }
                 tracing::info!(origin = %next.origin, generation = next.config.generation, apps = next.config.apps.len(), rejected = next.rejected.len(), "config accepted");
-                self.healthy_since = None;
+                self.health.config_changed();
                 *self.shared.current.write().unwrap() = Some(next);
                 *self.shared.config_error.write().unwrap() = None;
                 self.shared.status_changed.notify_one();
@@ -186,7 +184,7 @@ impl Reconciler {
             self.shared.progress.pass_idle(evaluated);
             return Ok((false, None));
         };
-        let desired = self.with_local_counters(&cur)?;
+        let desired = self.desired_with_local_counters(&cur)?;
         let found = self.shared.runtime.list().await?;
         let observed: Vec<Observed> = found.iter().map(to_observed).collect();
         let now = now_ms();
@@ -198,17 +196,11 @@ impl Reconciler {
             now_ms: now,
             policy: self.opts.tunables,
         });
-        let was_active: std::collections::HashSet<String> = self
-            .history
-            .apps
-            .iter()
-            .filter(|(_, r)| r.was_active)
-            .map(|(u, _)| u.clone())
-            .collect();
         // An app whose decision could not be saved keeps its old record and
         // waits; the others go on.
         let held = self.persist(&mut out.history);
-        self.history = out.history;
+        // The history before this plan orders the waves (who was active).
+        let before_plan = std::mem::replace(&mut self.history, out.history);
         out.actions.retain(|a| !held.contains(a.uuid()));
         if !self.unsaved.is_empty() {
             let retry = now + persist::UNSAVED_RETRY_MS;
@@ -229,20 +221,11 @@ impl Reconciler {
         let before = self.shared.statuses.read().unwrap().clone();
         self.publish(&cur, &desired, &found, &out.statuses).await;
         // An app being removed stays visible (HALTING) until it is gone.
-        {
-            let mut st = self.shared.statuses.write().unwrap();
-            for a in out
-                .actions
-                .iter()
-                .filter(|a| matches!(a, Action::Remove { .. }))
-            {
-                if let Some(old) = before.get(a.uuid()) {
-                    let mut s = old.clone();
-                    s.state = SwState::Halting;
-                    st.entry(a.uuid().to_owned()).or_insert(s);
-                }
-            }
-        }
+        keep_removed_visible(
+            &out.actions,
+            &before,
+            &mut self.shared.statuses.write().unwrap(),
+        );
         self.track_health(&cur, &out.statuses);
         // Network instances exist before the apps that use them start and
         // go after their last user (whose Remove ran in an earlier pass).
@@ -302,17 +285,8 @@ impl Reconciler {
         });
         // Waves: teardown first, then the apps that were running before
         // (after a reboot they come back first), then the rest.
-        let mut waves: [Vec<Action>; 3] = Default::default();
-        for action in out.actions {
-            let wave = if !action.kind().starts() {
-                0
-            } else if was_active.contains(action.uuid()) {
-                1
-            } else {
-                2
-            };
-            waves[wave].push(action);
-        }
+        let waves = Waves::new(out.actions, &before_plan).in_order();
+        drop(before_plan);
         let sem = Arc::new(Semaphore::new(self.opts.parallel.max(1)));
         let mut acted = false;
         for wave in waves {
@@ -378,18 +352,15 @@ impl Reconciler {
         Ok((acted, out.wake_at_ms))
     }
 
-    /// Desired apps with the operator's local restart/purge counters added
-    /// (EVE's local commands), so the planner sees them as counter changes.
-    fn with_local_counters(&self, cur: &Current) -> Result<Vec<AppConfig>> {
-        let mut out = Vec::with_capacity(cur.config.apps.len());
+    /// Desired apps with the operator's local restart/purge counters (read
+    /// from the store) added, so the planner sees them as counter changes.
+    fn desired_with_local_counters(&self, cur: &Current) -> Result<Vec<AppConfig>> {
+        let mut local = BTreeMap::new();
         for app in &cur.config.apps {
             let (restart, purge) = self.shared.store.local_counters(&app.uuid)?;
-            let mut a = app.clone();
-            a.restart_counter = a.restart_counter.wrapping_add(restart);
-            a.purge_counter = a.purge_counter.wrapping_add(purge);
-            out.push(a);
+            local.insert(app.uuid.clone(), LocalCounters { restart, purge });
         }
-        Ok(out)
+        Ok(with_local_counters(&cur.config.apps, &local))
     }
 }
 

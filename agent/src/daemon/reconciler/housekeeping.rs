@@ -2,8 +2,7 @@
 //! to known-good after a healthy window, and deleting images no config
 //! needs any more.
 
-use outpost_api::SwState;
-use outpost_reconcile::AppStatusUpdate;
+use outpost_reconcile::{images_to_keep, AppStatusUpdate, ConfigInEffect, KnownGood};
 
 use super::{now_ms, Reconciler};
 use crate::daemon::state::Current;
@@ -12,31 +11,22 @@ impl Reconciler {
     /// Promotes the applied config to known-good after a healthy window:
     /// every activated app RUNNING and none rejected.
     pub(super) fn track_health(&mut self, cur: &Current, updates: &[AppStatusUpdate]) {
-        let healthy = cur.rejected.is_empty()
-            && cur.config.apps.iter().filter(|a| a.activate).all(|a| {
-                updates
-                    .iter()
-                    .any(|u| u.uuid == a.uuid && u.state == SwState::Running)
-            });
-        if !healthy {
-            self.healthy_since = None;
+        let cfg = ConfigInEffect {
+            generation: cur.config.generation,
+            apps: &cur.config.apps,
+            rejected: cur.rejected.len(),
+        };
+        let now = now_ms();
+        let after = self.opts.known_good_after.as_millis() as u64;
+        if !self.health.observe(&cfg, updates, after, now) {
             return;
         }
-        let now = now_ms();
-        let since = *self.healthy_since.get_or_insert(now);
-        if self.promoted_generation != Some(cur.config.generation)
-            && now.saturating_sub(since) >= self.opts.known_good_after.as_millis() as u64
-        {
-            match self.shared.store.promote_known_good(now) {
-                Ok(_) => {
-                    tracing::info!(
-                        generation = cur.config.generation,
-                        "config promoted to known-good"
-                    );
-                    self.promoted_generation = Some(cur.config.generation);
-                }
-                Err(e) => tracing::error!(error = %e, "promoting known-good config"),
+        match self.shared.store.promote_known_good(now) {
+            Ok(_) => {
+                tracing::info!(generation = cfg.generation, "config promoted to known-good");
+                self.health.promoted(cfg.generation);
             }
+            Err(e) => tracing::error!(error = %e, "promoting known-good config"),
         }
     }
 
@@ -50,27 +40,27 @@ impl Reconciler {
             return;
         }
         self.last_gc = Some(std::time::Instant::now());
-        let mut keep: std::collections::HashSet<String> =
-            cur.config.apps.iter().map(|a| a.image.clone()).collect();
-        keep.extend(
-            self.history
-                .apps
-                .values()
-                .filter_map(|r| r.applied.as_ref().map(|a| a.image.clone())),
-        );
-        match self.shared.store.known_good_config() {
-            Ok(Some(cp)) => {
-                if let Ok(p) = outpost_api::parse_device_config_bytes(&cp.raw) {
-                    keep.extend(p.config.apps.into_iter().map(|a| a.image));
+        let rollback_apps;
+        let known_good = match self.shared.store.known_good_config() {
+            Ok(Some(cp)) => match outpost_api::parse_device_config_bytes(&cp.raw) {
+                Ok(p) => {
+                    rollback_apps = p.config.apps;
+                    KnownGood::Apps(&rollback_apps)
                 }
-            }
-            Ok(None) => {}
+                // A checkpoint that does not parse adds no images (as before).
+                Err(_) => KnownGood::None,
+            },
+            Ok(None) => KnownGood::None,
             Err(e) => {
-                // Without the rollback set nothing may be deleted safely.
                 tracing::warn!(error = %e, "image GC skipped: known-good config unreadable");
-                return;
+                KnownGood::Unreadable
             }
-        }
+        };
+        // Without the rollback set nothing may be deleted safely.
+        let Some(keep) = images_to_keep(&cur.config.apps, &self.history, known_good) else {
+            return;
+        };
+        let keep: std::collections::HashSet<String> = keep.into_iter().collect();
         match outpost_runtime::pull::gc::collect_images(self.shared.runtime.client(), &keep, grace)
             .await
         {
