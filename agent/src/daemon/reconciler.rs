@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use outpost_api::{AppConfig, NetworkConfig};
 use outpost_reconcile::{
-    keep_removed_visible, plan, record_outcome, record_permanent_failure, with_local_counters,
-    HealthTracker, History, Input, LocalCounters, Observed, Phase, Tunables, Waves,
+    plan, record_outcome, record_permanent_failure, with_local_counters, HealthTracker, History,
+    Input, LocalCounters, Observed, Phase, Tunables, Waves,
 };
 use outpost_runtime::events::EventStream;
 use outpost_runtime::pull::ErrorClass;
@@ -218,14 +218,8 @@ impl Reconciler {
                         .and_then(|r| r.display_name.clone())
                 })
         });
-        let before = self.shared.statuses.read().unwrap().clone();
-        self.publish(&cur, &desired, &found, &out.statuses).await;
-        // An app being removed stays visible (HALTING) until it is gone.
-        keep_removed_visible(
-            &out.actions,
-            &before,
-            &mut self.shared.statuses.write().unwrap(),
-        );
+        self.publish(&cur, &desired, &found, &out.statuses, &out.actions)
+            .await;
         self.track_health(&cur, &out.statuses);
         // Network instances exist before the apps that use them start and
         // go after their last user (whose Remove ran in an earlier pass).

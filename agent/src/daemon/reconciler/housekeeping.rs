@@ -47,8 +47,12 @@ impl Reconciler {
                     rollback_apps = p.config.apps;
                     KnownGood::Apps(&rollback_apps)
                 }
-                // A checkpoint that does not parse adds no images (as before).
-                Err(_) => KnownGood::None,
+                // The rollback set is unknown: deleting anything could
+                // take an image the known-good config needs.
+                Err(e) => {
+                    tracing::warn!(error = %e, "image GC skipped: known-good config does not parse");
+                    KnownGood::Unreadable
+                }
             },
             Ok(None) => KnownGood::None,
             Err(e) => {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use outpost_api::{AppConfig, AppStatus, DomainStatus};
-use outpost_reconcile::AppStatusUpdate;
+use outpost_reconcile::{keep_removed_visible, Action, AppStatusUpdate};
 use outpost_runtime::task::TaskStatus;
 use outpost_runtime::ObservedApp;
 
@@ -19,6 +19,7 @@ impl Reconciler {
         desired: &[AppConfig],
         found: &[ObservedApp],
         updates: &[AppStatusUpdate],
+        actions: &[Action],
     ) {
         let mut statuses = BTreeMap::new();
         for u in updates {
@@ -88,6 +89,9 @@ impl Reconciler {
         {
             let old = self.shared.statuses.read().unwrap();
             statuses.extend(super::unplaced::statuses(cur, &old));
+            // An app being removed stays visible (HALTING) until it is gone,
+            // in the same update readers see (no moment without it).
+            keep_removed_visible(actions, &old, &mut statuses);
         }
         let changed = {
             let mut cur = self.shared.statuses.write().unwrap();
