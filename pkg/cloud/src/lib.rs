@@ -2,7 +2,7 @@
 //! onboarding, mutual TLS, signed config by long-poll, and uploads of info,
 //! metrics and logs (with a bounded on-disk queue for logs).
 //!
-//! The agent wires these pieces into its loop (`agent/src/daemon/cloud.rs`);
+//! The agent wires these pieces into its loop (`agent/src/daemon/cloud/`);
 //! the fleet benchmark uses them as lightweight simulated devices.
 //!
 //! Trust is the root CA in `/config/root-certificate.pem` and nothing else:
@@ -10,6 +10,7 @@
 //! chain to it. There is no way to turn verification off.
 
 pub mod backoff;
+pub mod batcher;
 pub mod bundle;
 pub mod client;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod tls;
 pub mod verify;
 
 pub use backoff::Backoff;
+pub use batcher::Batcher;
 pub use bundle::Bundle;
 pub use client::{Client, Poll};
 pub use error::CloudError;

@@ -1,0 +1,123 @@
+//! The signed config long-poll: one more sender on the config channel.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use outpost_cloud::{Backoff, Client, Poll, Verifier};
+use tokio::sync::mpsc;
+
+use super::link::{contact, failed};
+use super::options::CloudOptions;
+use crate::daemon::source::RawConfig;
+use crate::daemon::state::Shared;
+
+/// Origin of configs from the controller.
+pub const ORIGIN_CONTROLLER: &str = "controller";
+
+pub(super) async fn config_loop(
+    shared: Arc<Shared>,
+    client: Client,
+    root_pem: Vec<u8>,
+    uuid: String,
+    tx: mpsc::Sender<RawConfig>,
+    opts: CloudOptions,
+) {
+    let mut verifier = match Verifier::new(&root_pem) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("config verification impossible: {e}");
+            return;
+        }
+    };
+    let mut backoff = Backoff::new(Duration::from_secs(1), opts.backoff_max);
+    let mut etag: Option<String> = None;
+    loop {
+        if !verifier.has_signing_cert() {
+            let r = client.signing_cert().await.and_then(|pem| {
+                verifier.set_signing_cert(pem.as_bytes())?;
+                Ok(())
+            });
+            if let Err(e) = r {
+                tracing::warn!("fetching the signing certificate: {e}");
+                failed(&shared, &e);
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        }
+        let asked = Instant::now();
+        match client
+            .poll_config(&uuid, etag.as_deref(), opts.poll_wait)
+            .await
+        {
+            Ok(Poll::Changed {
+                envelope,
+                etag: header_etag,
+            }) => {
+                contact(&shared);
+                backoff.reset();
+                match verifier.open(&envelope) {
+                    Ok(opened) if opened.payload.device.as_deref() == Some(uuid.as_str()) => {
+                        etag = Some(opened.etag);
+                        let raw = RawConfig {
+                            bytes: serde_json::to_vec(&opened.payload.config)
+                                .expect("serialisable"),
+                            origin: ORIGIN_CONTROLLER.into(),
+                        };
+                        if tx.send(raw).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(opened) => {
+                        etag = Some(opened.etag);
+                        refuse(
+                            &shared,
+                            &format!(
+                                "config for device {:?} sent to device {uuid}",
+                                opened.payload.device
+                            ),
+                        );
+                    }
+                    Err(e) => {
+                        // Maybe the signing certificate was replaced: fetch it
+                        // again before the next poll, and do not ask for this
+                        // same document again until it changes.
+                        verifier = Verifier::new(&root_pem).expect("checked above");
+                        etag = header_etag;
+                        refuse(&shared, &e.to_string());
+                    }
+                }
+            }
+            Ok(Poll::NotModified) => {
+                contact(&shared);
+                backoff.reset();
+            }
+            Ok(Poll::Empty) => {
+                contact(&shared);
+                backoff.reset();
+                // Nothing to wait on yet: do not spin if the controller
+                // answers at once.
+                let min = opts.poll_wait.min(Duration::from_secs(5));
+                if asked.elapsed() < min {
+                    tokio::time::sleep(min - asked.elapsed()).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("config poll: {e}");
+                failed(&shared, &e);
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+fn refuse(shared: &Shared, why: &str) {
+    tracing::error!(
+        "config from the controller refused: {why}; the config in effect keeps running"
+    );
+    shared.progress.config_evaluated();
+    *shared.config_error.write().unwrap() =
+        Some(format!("config from the controller refused: {why}"));
+    shared.status_changed.notify_one();
+    // A pass after the refusal lets `Progress` show it changed nothing.
+    shared.kick.notify_one();
+}
