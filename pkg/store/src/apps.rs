@@ -1,8 +1,8 @@
-//! Per-app state: the planner's records (opaque JSON), the applied purge
-//! counters (so a purge requested while the device was off still happens at
-//! boot) and the previously-active markers (those apps start first).
+//! Per-app state: the planner's records (opaque JSON). Everything the planner
+//! remembers about an app is in its record (whether it was active, the
+//! config and purge counter last applied).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 use serde::de::DeserializeOwned;
@@ -48,46 +48,9 @@ impl Store {
         })
     }
 
-    /// Forgets app `uuid` entirely: record, applied purge counter, active marker
-    /// and local counters, in one transaction. Removing an unknown app is not an error.
+    /// Forgets app `uuid` entirely: record and local counters, in one transaction. Removing an unknown app is not an error.
     pub fn remove_app_record(&self, uuid: &str) -> Result<()> {
         self.commit(Batch::new().remove(uuid))
-    }
-
-    /// The purge counter last applied to app `uuid`.
-    pub fn applied_purge_counter(&self, uuid: &str) -> Result<Option<u64>> {
-        self.read_table(tables::PURGE_COUNTERS, |table| {
-            let guard = table.get(uuid).map_err(
-                self.fail(|| format!("reading table applied_purge_counters, key {uuid:?}")),
-            )?;
-            Ok(guard.map(|g| g.value()))
-        })
-    }
-
-    /// Records the purge counter applied to app `uuid` (alone; use a
-    /// [`Batch`] to record it together with the decision that applied it).
-    pub fn set_applied_purge_counter(&self, uuid: &str, counter: u64) -> Result<()> {
-        self.commit(Batch::new().applied_purge_counter(uuid, counter))
-    }
-
-    /// Marks app `uuid` as active or not.
-    pub fn set_active(&self, uuid: &str, active: bool) -> Result<()> {
-        self.commit(Batch::new().active(uuid, active))
-    }
-
-    /// UUIDs of the apps marked active.
-    pub fn active_apps(&self) -> Result<BTreeSet<String>> {
-        self.read_table(tables::ACTIVE_APPS, |table| {
-            let iter = table
-                .iter()
-                .map_err(self.fail(|| "iterating table active_apps"))?;
-            let mut out = BTreeSet::new();
-            for entry in iter {
-                let (key, _) = entry.map_err(self.fail(|| "iterating table active_apps"))?;
-                out.insert(key.value().to_string());
-            }
-            Ok(out)
-        })
     }
 
     fn decode<T: DeserializeOwned>(&self, uuid: &str, json: &[u8]) -> Result<T> {

@@ -1,6 +1,5 @@
 //! [`Batch`]: one decision written in one write transaction — the new applied
-//! config together with every app record, purge counter and active marker it
-//! changes. Either all of it is on disk after a crash, or none of it.
+//! config together with every app record it changes. Either all of it is on disk after a crash, or none of it.
 
 use std::io;
 
@@ -28,14 +27,6 @@ enum Op {
     },
     Remove {
         uuid: String,
-    },
-    PurgeCounter {
-        uuid: String,
-        counter: u64,
-    },
-    Active {
-        uuid: String,
-        active: bool,
     },
 }
 
@@ -144,29 +135,11 @@ impl Batch {
         Ok(self)
     }
 
-    /// Forgets app `uuid`: its record, applied purge counter, active marker and
-    /// local counters (an app that left the config leaves nothing behind).
+    /// Forgets app `uuid`: its record and local counters (an app that left
+    /// the config leaves nothing behind).
     pub fn remove(mut self, uuid: &str) -> Self {
         self.ops.push(Op::Remove {
             uuid: uuid.to_string(),
-        });
-        self
-    }
-
-    /// Records the purge counter that was applied to app `uuid`.
-    pub fn applied_purge_counter(mut self, uuid: &str, counter: u64) -> Self {
-        self.ops.push(Op::PurgeCounter {
-            uuid: uuid.to_string(),
-            counter,
-        });
-        self
-    }
-
-    /// Marks app `uuid` as active (started first after a reboot) or not.
-    pub fn active(mut self, uuid: &str, active: bool) -> Self {
-        self.ops.push(Op::Active {
-            uuid: uuid.to_string(),
-            active,
         });
         self
     }
@@ -182,10 +155,7 @@ impl Batch {
                     raw.len(),
                     MAX_CONFIG_BYTES,
                 )?,
-                Op::Put { uuid, .. }
-                | Op::Remove { uuid }
-                | Op::PurgeCounter { uuid, .. }
-                | Op::Active { uuid, .. } => check_key("app UUID", uuid)?,
+                Op::Put { uuid, .. } | Op::Remove { uuid } => check_key("app UUID", uuid)?,
             }
         }
         Ok(())
@@ -211,12 +181,6 @@ impl Store {
         let mut records = txn
             .open_table(tables::APP_RECORDS)
             .map_err(open("app_records"))?;
-        let mut purges = txn
-            .open_table(tables::PURGE_COUNTERS)
-            .map_err(open("applied_purge_counters"))?;
-        let mut active_apps = txn
-            .open_table(tables::ACTIVE_APPS)
-            .map_err(open("active_apps"))?;
         let mut locals = txn
             .open_table(tables::LOCAL_COUNTERS)
             .map_err(open("local_counters"))?;
@@ -240,26 +204,7 @@ impl Store {
                 Op::Remove { uuid } => {
                     let key = uuid.as_str();
                     records.remove(key).map_err(write("app_records", key))?;
-                    purges
-                        .remove(key)
-                        .map_err(write("applied_purge_counters", key))?;
-                    active_apps.remove(key).map_err(write("active_apps", key))?;
                     locals.remove(key).map_err(write("local_counters", key))?;
-                }
-                Op::PurgeCounter { uuid, counter } => {
-                    purges
-                        .insert(uuid.as_str(), *counter)
-                        .map_err(write("applied_purge_counters", uuid))?;
-                }
-                Op::Active { uuid, active } => {
-                    let key = uuid.as_str();
-                    if *active {
-                        active_apps
-                            .insert(key, ())
-                            .map_err(write("active_apps", key))?;
-                    } else {
-                        active_apps.remove(key).map_err(write("active_apps", key))?;
-                    }
                 }
             }
         }

@@ -5,14 +5,17 @@
 //!   [`Store::save_applied_config`], [`Store::promote_known_good`].
 //! * Per-app records of the planner, stored as opaque JSON so this crate does
 //!   not depend on it: [`Store::put_app_record`], [`Store::app_records`].
-//! * Applied purge counters, previously-active apps, local operator counters,
-//!   upgrade-converter handlers that ran.
+//! * Local operator counters, upgrade-converter handlers that ran.
 //! * One decision = one write transaction: [`Batch`] + [`Store::commit`]. Every
 //!   commit is durable when it returns (redb `Durability::Immediate`), and a
 //!   `kill -9` at any moment leaves exactly the last committed batch (tested
 //!   in `tests/crash_safety.rs`).
 //! * A schema version with forward migrations and a one-step backward hook
 //!   ([`schema`]); a file from a newer binary is refused, never downgraded.
+//!   Version 2 dropped schema 1's `active_apps` and `applied_purge_counters`,
+//!   which duplicated the records ([`schema::DROP_DEAD_TABLES`] /
+//!   [`schema::RECREATE_DEAD_TABLES`]); a kill during either step leaves the
+//!   file whole at version 1 or 2 (`tests/migration_crash.rs`).
 //! * Bounds: config documents ≤ [`MAX_CONFIG_BYTES`] (16 MiB), app records ≤
 //!   [`MAX_APP_RECORD_BYTES`] (1 MiB of JSON), keys ≤ [`MAX_KEY_BYTES`];
 //!   checked before a transaction starts, so a refused batch writes nothing.
@@ -26,8 +29,11 @@
 //! one transactional file, so a decision cannot be half-written.
 //!
 //! # Current limitations
-//! * Schema version 1 is the first: the migration lists are empty; the
-//!   mechanism is exercised by synthetic migrations in `tests/api/schema.rs`.
+//! * The backward step 2 → 1 reads two fields of the planner's records
+//!   (`was_active`, `applied.purge_counter`) by name: renaming them in the
+//!   planner needs a schema migration. A schema-1 file whose markers
+//!   disagree with its records loses the markers (logged): the planner only
+//!   ever decided from the records.
 //! * The number of app records and local counters is not bounded here; it
 //!   follows the number of apps the agent writes (one per app in the config).
 //!   Local counters may be bumped for any UUID; the caller resolves names.
@@ -52,6 +58,7 @@ mod create;
 mod error;
 mod handlers;
 mod limits;
+mod migration_v2;
 pub mod schema;
 mod store;
 mod tables;

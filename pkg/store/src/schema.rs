@@ -20,11 +20,12 @@ use std::path::Path;
 use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 
 use crate::error::{MigrationError, Result, StoreError};
+use crate::migration_v2;
 use crate::store::redb_error;
 use crate::tables;
 
 /// Schema version written by this binary.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Version of a newly created file, before any migration: the tables of `tables.rs`.
 pub const BASE_VERSION: u32 = 1;
@@ -60,11 +61,30 @@ pub struct Schema {
     pub backward: Option<Migration>,
 }
 
-/// The schema of this binary. Version 1 is the first: nothing to migrate yet.
+/// 1 → 2: drops `active_apps` and `applied_purge_counters`, which only
+/// duplicated the app records (`was_active`, `applied.purge_counter`).
+/// Public so that the schema of a later version can chain it.
+pub const DROP_DEAD_TABLES: Migration = Migration {
+    name: "drop_dead_tables",
+    from: 1,
+    to: 2,
+    run: migration_v2::drop_dead_tables,
+};
+
+/// 2 → 1: rebuilds `active_apps` and `applied_purge_counters` from the app
+/// records, so a schema-1 agent runs on the file.
+pub const RECREATE_DEAD_TABLES: Migration = Migration {
+    name: "recreate_dead_tables",
+    from: 2,
+    to: 1,
+    run: migration_v2::recreate_dead_tables,
+};
+
+/// The schema of this binary.
 pub const CURRENT: Schema = Schema {
     version: SCHEMA_VERSION,
-    forward: &[],
-    backward: None,
+    forward: &[DROP_DEAD_TABLES],
+    backward: Some(RECREATE_DEAD_TABLES),
 };
 
 /// Reads the recorded version; `None` for a file with no tables at all.

@@ -1,7 +1,7 @@
 //! Crash safety: a child process (this same binary, re-executed with
 //! `OUTPOST_STORE_CRASH_CHILD=<db path>`) commits batches in a loop; each batch
-//! writes a config document and several app records, purge counters and
-//! active markers that all carry the same sequence number. The parent
+//! writes a config document and several app records that all carry the
+//! same sequence number. The parent
 //! `kill -9`s it at random moments, reopens the store and checks that it
 //! holds exactly one committed batch, never older than the last one the child
 //! reported as committed, and never going backwards across kills.
@@ -52,10 +52,6 @@ fn pad(seq: u64, salt: u64) -> String {
     char::from(b'a' + (seq % 26) as u8).to_string().repeat(len)
 }
 
-fn is_active(seq: u64, i: usize) -> bool {
-    (seq + i as u64) % 3 != 0
-}
-
 fn batch_for(seq: u64) -> Batch {
     let doc = ConfigDoc {
         seq,
@@ -69,11 +65,7 @@ fn batch_for(seq: u64) -> Batch {
             uuid: uuid.clone(),
             pad: pad(seq, i as u64),
         };
-        batch = batch
-            .put(&uuid, &rec)
-            .unwrap()
-            .applied_purge_counter(&uuid, seq)
-            .active(&uuid, is_active(seq, i));
+        batch = batch.put(&uuid, &rec).unwrap();
     }
     if seq % 2 == 0 {
         let rec = Record {
@@ -81,7 +73,7 @@ fn batch_for(seq: u64) -> Batch {
             uuid: EXTRA.into(),
             pad: pad(seq, 99),
         };
-        batch.put(EXTRA, &rec).unwrap().active(EXTRA, true)
+        batch.put(EXTRA, &rec).unwrap()
     } else {
         batch.remove(EXTRA)
     }
@@ -108,7 +100,6 @@ fn verify(path: &Path) -> u64 {
     let store = Store::open(path).expect("reopen after kill -9");
     let Some(cp) = store.applied_config().unwrap() else {
         assert!(store.app_records::<Record>().unwrap().is_empty());
-        assert!(store.active_apps().unwrap().is_empty());
         return 0;
     };
     let seq = cp.generation;
@@ -119,11 +110,8 @@ fn verify(path: &Path) -> u64 {
 
     let records: BTreeMap<String, Record> = store.app_records().unwrap();
     let mut want_keys: BTreeSet<String> = (0..APPS).map(uuid).collect();
-    let mut want_active: BTreeSet<String> =
-        (0..APPS).filter(|&i| is_active(seq, i)).map(uuid).collect();
     if seq % 2 == 0 {
         want_keys.insert(EXTRA.into());
-        want_active.insert(EXTRA.into());
     }
     assert_eq!(
         records.keys().cloned().collect::<BTreeSet<_>>(),
@@ -144,14 +132,6 @@ fn verify(path: &Path) -> u64 {
         };
         assert_eq!(rec.pad, pad(seq, salt), "record {key} padding");
     }
-    for i in 0..APPS {
-        assert_eq!(store.applied_purge_counter(&uuid(i)).unwrap(), Some(seq));
-    }
-    assert_eq!(
-        store.active_apps().unwrap(),
-        want_active,
-        "active set of batch {seq}"
-    );
     seq
 }
 

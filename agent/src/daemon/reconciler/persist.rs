@@ -38,10 +38,10 @@ pub(super) struct Unsaved {
     pub failures: u32,
 }
 
-/// The writes for one app: its record (and active marker), or its removal.
+/// The writes for one app: its record, or its removal.
 fn app_batch(uuid: &str, rec: Option<&AppRecord>) -> outpost_store::Result<Batch> {
     Ok(match rec {
-        Some(rec) => Batch::new().put(uuid, rec)?.active(uuid, rec.was_active),
+        Some(rec) => Batch::new().put(uuid, rec)?,
         None => Batch::new().remove(uuid),
     })
 }

@@ -1,5 +1,3 @@
-use std::collections::BTreeSet;
-
 use outpost_store::{Batch, CounterKind, StoreError, MAX_APP_RECORD_BYTES, MAX_KEY_BYTES};
 use serde::{Deserialize, Serialize};
 
@@ -63,29 +61,17 @@ fn remove_app_record_forgets_everything_about_the_app() {
     let store = t.open();
     for uuid in ["gone", "kept"] {
         store
-            .commit(
-                Batch::new()
-                    .put(uuid, &rec(uuid, 0))
-                    .unwrap()
-                    .applied_purge_counter(uuid, 4)
-                    .active(uuid, true),
-            )
+            .commit(Batch::new().put(uuid, &rec(uuid, 0)).unwrap())
             .unwrap();
         store.bump_local_counter(uuid, CounterKind::Purge).unwrap();
     }
     store.remove_app_record("gone").unwrap();
     assert_eq!(store.app_record::<Rec>("gone").unwrap(), None);
-    assert_eq!(store.applied_purge_counter("gone").unwrap(), None);
     assert_eq!(store.local_counters("gone").unwrap(), (0, 0));
-    assert_eq!(
-        store.active_apps().unwrap(),
-        BTreeSet::from(["kept".to_string()])
-    );
     assert_eq!(
         store.app_record::<Rec>("kept").unwrap(),
         Some(rec("kept", 0))
     );
-    assert_eq!(store.applied_purge_counter("kept").unwrap(), Some(4));
     assert_eq!(store.local_counters("kept").unwrap(), (0, 1));
     store.remove_app_record("never-existed").unwrap();
 }
@@ -160,47 +146,14 @@ fn empty_and_overlong_uuids_are_refused() {
     );
     let long = "u".repeat(MAX_KEY_BYTES + 1);
     assert!(matches!(
-        store.set_active(&long, true),
+        store.put_app_record(&long, &1),
         Err(StoreError::InvalidKey { .. })
     ));
     assert!(matches!(
         store.remove_app_record(""),
         Err(StoreError::InvalidKey { .. })
     ));
-    assert!(matches!(
-        store.set_applied_purge_counter(&long, 1),
-        Err(StoreError::InvalidKey { .. })
-    ));
     store
         .put_app_record(&"u".repeat(MAX_KEY_BYTES), &1)
         .unwrap();
-}
-
-#[test]
-fn applied_purge_counter_set_alone_and_read_back() {
-    let t = TempStore::new();
-    let store = t.open();
-    assert_eq!(store.applied_purge_counter("a").unwrap(), None);
-    store.set_applied_purge_counter("a", 3).unwrap();
-    assert_eq!(store.applied_purge_counter("a").unwrap(), Some(3));
-    store.set_applied_purge_counter("a", 0).unwrap();
-    drop(store);
-    assert_eq!(t.open().applied_purge_counter("a").unwrap(), Some(0));
-}
-
-#[test]
-fn active_markers_set_clear_and_survive_reopen() {
-    let t = TempStore::new();
-    {
-        let store = t.open();
-        assert!(store.active_apps().unwrap().is_empty());
-        store.set_active("b", true).unwrap();
-        store.set_active("a", true).unwrap();
-        store.set_active("a", true).unwrap();
-        store.set_active("c", true).unwrap();
-        store.set_active("c", false).unwrap();
-        store.set_active("never", false).unwrap();
-    }
-    let active: Vec<_> = t.open().active_apps().unwrap().into_iter().collect();
-    assert_eq!(active, ["a", "b"]);
 }

@@ -1,15 +1,12 @@
-use std::collections::BTreeSet;
-
 use outpost_store::{Batch, StoreError, MAX_CONFIG_BYTES};
 
 use crate::TempStore;
 
 #[test]
-fn one_batch_writes_config_records_counters_and_markers() {
+fn one_batch_writes_config_and_records() {
     let t = TempStore::new();
     let store = t.open();
     store.put_app_record("old", &"old").unwrap();
-    store.set_active("old", true).unwrap();
 
     let batch = Batch::new()
         .config(b"gen-9".to_vec(), 9, 900)
@@ -17,10 +14,8 @@ fn one_batch_writes_config_records_counters_and_markers() {
         .unwrap()
         .put("b", &"rec-b")
         .unwrap()
-        .applied_purge_counter("a", 2)
-        .active("a", true)
         .remove("old");
-    assert_eq!(batch.len(), 6);
+    assert_eq!(batch.len(), 4);
     store.commit(batch).unwrap();
     drop(store);
 
@@ -33,11 +28,6 @@ fn one_batch_writes_config_records_counters_and_markers() {
     let records = store.app_records::<String>().unwrap();
     assert_eq!(records.len(), 2);
     assert_eq!(records["a"], "rec-a");
-    assert_eq!(store.applied_purge_counter("a").unwrap(), Some(2));
-    assert_eq!(
-        store.active_apps().unwrap(),
-        BTreeSet::from(["a".to_string()])
-    );
     assert_eq!(store.app_record::<String>("old").unwrap(), None);
 }
 
@@ -55,15 +45,12 @@ fn later_calls_in_a_batch_win() {
                 .put("y", &2)
                 .unwrap()
                 .config(b"first".to_vec(), 1, 1)
-                .config(b"second".to_vec(), 2, 2)
-                .active("y", true)
-                .active("y", false),
+                .config(b"second".to_vec(), 2, 2),
         )
         .unwrap();
     assert_eq!(store.app_record::<u32>("x").unwrap(), None);
     assert_eq!(store.app_record::<u32>("y").unwrap(), Some(2));
     assert_eq!(store.applied_config().unwrap().unwrap().raw, b"second");
-    assert!(store.active_apps().unwrap().is_empty());
 }
 
 #[test]
@@ -72,13 +59,11 @@ fn a_refused_batch_writes_nothing() {
     let store = t.open();
     store.save_applied_config(b"kept", 1, 1).unwrap();
     let err = store
-        .commit(
-            Batch::new()
-                .put("a", &"new")
-                .unwrap()
-                .active("a", true)
-                .config(vec![0u8; MAX_CONFIG_BYTES + 1], 2, 2),
-        )
+        .commit(Batch::new().put("a", &"new").unwrap().config(
+            vec![0u8; MAX_CONFIG_BYTES + 1],
+            2,
+            2,
+        ))
         .unwrap_err();
     assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
     let err = store
@@ -87,7 +72,6 @@ fn a_refused_batch_writes_nothing() {
     assert!(matches!(err, StoreError::InvalidKey { .. }), "{err}");
     assert_eq!(store.applied_config().unwrap().unwrap().raw, b"kept");
     assert_eq!(store.app_record::<String>("a").unwrap(), None);
-    assert!(store.active_apps().unwrap().is_empty());
 }
 
 #[test]
@@ -104,7 +88,7 @@ fn empty_batch_is_fine() {
 fn appended_batches_commit_together_in_order() {
     let t = TempStore::new();
     let store = t.open();
-    let a = Batch::new().put("a", &"rec-a").unwrap().active("a", true);
+    let a = Batch::new().put("a", &"rec-a").unwrap().remove("c");
     let b = Batch::new()
         .put("a", &"later")
         .unwrap()
@@ -116,8 +100,4 @@ fn appended_batches_commit_together_in_order() {
     let records = store.app_records::<String>().unwrap();
     assert_eq!(records["a"], "later", "the appended batch's write wins");
     assert_eq!(records["b"], "rec-b");
-    assert_eq!(
-        store.active_apps().unwrap(),
-        BTreeSet::from(["a".to_string()])
-    );
 }

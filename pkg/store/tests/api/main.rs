@@ -6,7 +6,10 @@ mod checkpoint;
 mod counters;
 mod create;
 mod handlers;
+mod migration_v2;
 mod schema;
+#[path = "../common/v1.rs"]
+mod v1;
 
 use std::path::PathBuf;
 

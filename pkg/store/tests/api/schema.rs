@@ -1,10 +1,12 @@
 //! Schema version checks and the migration mechanism, with synthetic
-//! migrations (v0 → v1, v1 → v2 → v3, and the backward step v2 → v1).
+//! migrations (v0 → v1, v2 → v3 → v4 on top of the real v1 → v2, and the
+//! backward step v3 → v2). The real v1 ↔ v2 steps: `migration_v2.rs`.
 
 use outpost_store::redb::{
     self, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
 };
+use outpost_store::schema::DROP_DEAD_TABLES;
 use outpost_store::{Migration, MigrationError, Schema, Store, StoreError, SCHEMA_VERSION};
 use serde::Deserialize;
 
@@ -13,7 +15,7 @@ use crate::TempStore;
 const SCHEMA_T: TableDefinition<&str, u32> = TableDefinition::new("schema");
 const LEGACY_APPS: TableDefinition<&str, &str> = TableDefinition::new("apps_v0");
 const APP_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("app_records");
-const NOTES: TableDefinition<&str, &str> = TableDefinition::new("notes_v2");
+const NOTES: TableDefinition<&str, &str> = TableDefinition::new("notes_v3");
 const LOG: TableDefinition<u32, &str> = TableDefinition::new("migration_log");
 
 #[derive(Debug, PartialEq, Deserialize)]
@@ -88,20 +90,29 @@ fn drop_notes(txn: &WriteTransaction) -> Result<(), MigrationError> {
     Ok(())
 }
 
-const SCHEMA_V2: Schema = Schema {
-    version: 2,
-    forward: &[Migration {
-        name: "add_notes",
-        from: 1,
-        to: 2,
-        run: add_notes,
-    }],
+const SCHEMA_V3: Schema = Schema {
+    version: 3,
+    forward: &[
+        DROP_DEAD_TABLES,
+        Migration {
+            name: "add_notes",
+            from: 2,
+            to: 3,
+            run: add_notes,
+        },
+    ],
     backward: Some(Migration {
         name: "drop_notes",
-        from: 2,
-        to: 1,
+        from: 3,
+        to: 2,
         run: drop_notes,
     }),
+};
+
+/// The current schema without its backward step.
+const SCHEMA_V2_NO_BACKWARD: Schema = Schema {
+    backward: None,
+    ..outpost_store::schema::CURRENT
 };
 
 fn log(txn: &WriteTransaction, what: &'static str) -> Result<(), MigrationError> {
@@ -111,29 +122,30 @@ fn log(txn: &WriteTransaction, what: &'static str) -> Result<(), MigrationError>
     Ok(())
 }
 
-fn step_1_2(txn: &WriteTransaction) -> Result<(), MigrationError> {
-    log(txn, "1->2")
-}
-
 fn step_2_3(txn: &WriteTransaction) -> Result<(), MigrationError> {
     log(txn, "2->3")
 }
 
-const SCHEMA_V3: Schema = Schema {
-    version: 3,
+fn step_3_4(txn: &WriteTransaction) -> Result<(), MigrationError> {
+    log(txn, "3->4")
+}
+
+const SCHEMA_V4: Schema = Schema {
+    version: 4,
     // deliberately not sorted: steps are chosen by `from`
     forward: &[
+        Migration {
+            name: "three_four",
+            from: 3,
+            to: 4,
+            run: step_3_4,
+        },
+        DROP_DEAD_TABLES,
         Migration {
             name: "two_three",
             from: 2,
             to: 3,
             run: step_2_3,
-        },
-        Migration {
-            name: "one_two",
-            from: 1,
-            to: 2,
-            run: step_1_2,
         },
     ],
     backward: None,
@@ -161,23 +173,23 @@ fn has_table(path: &std::path::Path, name: &str) -> bool {
 fn new_store_records_the_current_version_and_keeps_it() {
     let t = TempStore::new();
     assert_eq!(t.open().schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 1);
+    assert_eq!(SCHEMA_VERSION, 2);
     let store = t.open();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert_eq!(store.path(), t.path);
 }
 
 #[test]
 fn newer_schema_is_refused_naming_both_versions_and_left_untouched() {
     let t = TempStore::new();
-    drop(Store::open_with_schema(&t.path, &SCHEMA_V2).unwrap());
+    drop(Store::open_with_schema(&t.path, &SCHEMA_V3).unwrap());
     let err = Store::open(&t.path).unwrap_err();
     assert!(
         matches!(
             err,
             StoreError::SchemaTooNew {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
@@ -185,12 +197,12 @@ fn newer_schema_is_refused_naming_both_versions_and_left_untouched() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("schema version 2") && text.contains("up to 1"),
+        text.contains("schema version 3") && text.contains("up to 2"),
         "{text}"
     );
     assert!(text.contains(&t.path.display().to_string()), "{text}");
-    assert_eq!(read_version(&t.path), 2);
-    assert!(has_table(&t.path, "notes_v2"));
+    assert_eq!(read_version(&t.path), 3);
+    assert!(has_table(&t.path, "notes_v3"));
 }
 
 #[test]
@@ -204,31 +216,32 @@ fn synthetic_v0_to_v1_migration_moves_the_data() {
     assert_eq!(records["app-2"].phase, "halted");
     drop(store);
     assert!(!has_table(&t.path, "apps_v0"));
-    // migrated once: the plain binary opens it as an ordinary v1 store; the
-    // tables the migration never created read as empty and are writable
+    // migrated once: the plain binary opens it (running 1 -> 2); the tables
+    // the migration never created read as empty and are writable
     let store = t.open();
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert_eq!(
         store.app_record::<Rec>("app-1").unwrap().unwrap().phase,
         "running"
     );
     assert_eq!(store.applied_config().unwrap(), None);
-    assert!(store.active_apps().unwrap().is_empty());
     assert_eq!(store.local_counters("app-1").unwrap(), (0, 0));
     assert_eq!(store.handler_done("h").unwrap(), None);
-    store.set_active("app-1", true).unwrap();
-    assert_eq!(store.active_apps().unwrap().len(), 1);
+    store.save_applied_config(b"x", 1, 1).unwrap();
+    assert_eq!(store.applied_config().unwrap().unwrap().raw, b"x");
 }
 
 #[test]
 fn a_new_file_runs_the_same_migrations_as_an_old_one() {
     let t = TempStore::new();
-    let store = Store::open_with_schema(&t.path, &SCHEMA_V2).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    let store = Store::open_with_schema(&t.path, &SCHEMA_V3).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 3);
     drop(store);
     assert!(
-        has_table(&t.path, "notes_v2"),
-        "created at v1, then add_notes ran"
+        has_table(&t.path, "notes_v3"),
+        "created at v1, then drop_dead_tables and add_notes ran"
     );
+    assert!(!has_table(&t.path, "active_apps"));
 }
 
 #[test]
@@ -267,7 +280,7 @@ fn old_file_without_a_migration_is_refused() {
             err,
             StoreError::MissingMigration {
                 from: 0,
-                target: 1,
+                target: 2,
                 ..
             }
         ),
@@ -280,8 +293,8 @@ fn old_file_without_a_migration_is_refused() {
 fn forward_steps_chain_in_order() {
     let t = TempStore::new();
     drop(t.open());
-    let store = Store::open_with_schema(&t.path, &SCHEMA_V3).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    let store = Store::open_with_schema(&t.path, &SCHEMA_V4).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 4);
     drop(store);
     let db = Database::create(&t.path).unwrap();
     let txn = db.begin_read().unwrap();
@@ -291,22 +304,22 @@ fn forward_steps_chain_in_order() {
         .unwrap()
         .map(|r| r.unwrap().1.value().to_string())
         .collect();
-    assert_eq!(steps, ["1->2", "2->3"]);
+    assert_eq!(steps, ["2->3", "3->4"]);
 }
 
 #[test]
 fn one_step_rollback_lets_the_older_binary_open_the_file() {
     let t = TempStore::new();
     t.open().put_app_record("a", &"kept").unwrap();
-    let store = Store::open_with_schema(&t.path, &SCHEMA_V2).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    let store = Store::open_with_schema(&t.path, &SCHEMA_V3).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 3);
     drop(store);
-    assert!(has_table(&t.path, "notes_v2"));
+    assert!(has_table(&t.path, "notes_v3"));
 
-    assert_eq!(Store::roll_back_schema(&t.path, &SCHEMA_V2).unwrap(), 1);
-    assert!(!has_table(&t.path, "notes_v2"));
+    assert_eq!(Store::roll_back_schema(&t.path, &SCHEMA_V3).unwrap(), 2);
+    assert!(!has_table(&t.path, "notes_v3"));
     let store = t.open();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert_eq!(store.app_record::<String>("a").unwrap().unwrap(), "kept");
 }
 
@@ -314,16 +327,16 @@ fn one_step_rollback_lets_the_older_binary_open_the_file() {
 fn rollback_is_refused_without_a_hook_or_at_the_wrong_version() {
     let t = TempStore::new();
     drop(t.open());
-    let err = Store::roll_back_schema(&t.path, &outpost_store::schema::CURRENT).unwrap_err();
+    let err = Store::roll_back_schema(&t.path, &SCHEMA_V2_NO_BACKWARD).unwrap_err();
     assert!(matches!(err, StoreError::Rollback { .. }), "{err}");
     assert!(err.to_string().contains("no backward migration"), "{err}");
-    // file is at 1, the hook starts at 2
-    let err = Store::roll_back_schema(&t.path, &SCHEMA_V2).unwrap_err();
+    // file is at 2, the hook starts at 3
+    let err = Store::roll_back_schema(&t.path, &SCHEMA_V3).unwrap_err();
     assert!(
-        err.to_string().contains("file is at schema version 1"),
+        err.to_string().contains("file is at schema version 2"),
         "{err}"
     );
-    assert_eq!(read_version(&t.path), 1);
+    assert_eq!(read_version(&t.path), 2);
 }
 
 #[test]
