@@ -153,6 +153,24 @@ async fn hostile_documents_are_refused_at_once_in_bounded_memory() {
         let d = refused(&env, bytes, want);
         took.push((*what, d));
     }
+    // A 140 KB cpus range list (20,000 ranges of 4,097 CPUs) once expanded
+    // to 82 million entries (+312 MiB): now only that app is rejected, at
+    // its first CPU beyond what a device may have.
+    let ranges = vec!["0-4096"; 20_000].join(",");
+    let beta = entry(
+        &env.uuid(2),
+        "beta",
+        2,
+        &format!("    resources: {{ memory_kib: 16384, vcpus: 1, cpus: \"{ranges}\" }}\n"),
+    );
+    env.write_config(&format!("generation: 2\napps:\n{alpha}{beta}"));
+    env.wait_for("beta rejected for its cpus", T, |l| {
+        with_error(l, "beta", "apps[1].resources.cpus").is_some_and(|b| {
+            b.error
+                .as_ref()
+                .is_some_and(|e| e.message.contains("beyond the 1024"))
+        })
+    });
     let grown = vm_hwm_kib(pid).saturating_sub(idle);
     eprintln!("refusal visible after: {took:?}; agent VmHWM +{grown} KiB (idle {idle} KiB)");
     for (what, d) in &took {
@@ -171,6 +189,7 @@ async fn hostile_documents_are_refused_at_once_in_bounded_memory() {
     assert_eq!(a.state, SwState::Running);
     let n = env.configs_evaluated();
     env.write_config(&good.replace("generation: 1", "generation: 3"));
+    // (generation 2 was the config with the rejected beta.)
     env.wait_settled(n + 1, T);
     assert_eq!(env.info().unwrap().config_error, None);
     env.teardown().await;

@@ -178,32 +178,42 @@ impl CpuSet {
         &self.0
     }
 
-    /// Parses the cgroup cpuset syntax `0-2,4`.
+    /// Parses the cgroup cpuset syntax `0-2,4`. CPU numbers must be below
+    /// [`MAX_CPUS`], so the result holds at most that many CPUs however
+    /// many (overlapping) ranges the text repeats.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut cpus = Vec::new();
+        let mut set = [false; MAX_CPUS as usize];
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let num = |s: &str| {
-                s.trim()
+                let n = s
+                    .trim()
                     .parse::<u32>()
-                    .map_err(|_| format!("{s:?} is not a CPU number"))
-            };
-            match part.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b) = (num(a)?, num(b)?);
-                    if a > b {
-                        return Err(format!("range {part:?} runs backwards"));
-                    }
-                    if b - a > 4096 {
-                        return Err(format!("range {part:?} is too large"));
-                    }
-                    cpus.extend(a..=b);
+                    .map_err(|_| format!("{s:?} is not a CPU number"))?;
+                if n >= MAX_CPUS {
+                    return Err(format!(
+                        "CPU {n} is beyond the {MAX_CPUS} a device may have"
+                    ));
                 }
-                None => cpus.push(num(part)?),
+                Ok(n)
+            };
+            let (a, b) = match part.split_once('-') {
+                Some((a, b)) => (num(a)?, num(b)?),
+                None => {
+                    let n = num(part)?;
+                    (n, n)
+                }
+            };
+            if a > b {
+                return Err(format!("range {part:?} runs backwards"));
             }
+            set[a as usize..=b as usize].fill(true);
         }
-        Ok(CpuSet::new(cpus))
+        Ok(CpuSet((0..MAX_CPUS).filter(|c| set[*c as usize]).collect()))
     }
 }
+
+/// CPU numbers a config may name are below this (also the most `vcpus`).
+pub const MAX_CPUS: u32 = 1024;
 
 impl fmt::Display for CpuSet {
     /// The cgroup cpuset syntax, e.g. `0,1,3` (what the OCI spec's `cpus` takes).
@@ -428,6 +438,28 @@ mod tests {
         assert_eq!(CpuSet::new(vec![3, 1, 1]).to_string(), "1,3");
         assert!(CpuSet::parse("2-1").is_err());
         assert!(CpuSet::parse("x").is_err());
+        assert_eq!(
+            CpuSet::parse("1023").unwrap().cpus(),
+            &[MAX_CPUS - 1],
+            "the last CPU a device may have"
+        );
+        assert!(CpuSet::parse("0-1024")
+            .unwrap_err()
+            .contains("beyond the 1024"));
+        assert!(CpuSet::parse("4294967295").is_err());
+    }
+
+    /// A 140 KB range list (20,000 ranges of 1,024 CPUs each) once expanded
+    /// into a list of 20 million entries (+312 MiB); it is a set of at most
+    /// `MAX_CPUS` now, however the text repeats.
+    #[test]
+    fn repeated_ranges_stay_a_bounded_set() {
+        let text = vec!["0-1023"; 20_000].join(",");
+        assert!(text.len() > 130_000);
+        let set = CpuSet::parse(&text).unwrap();
+        assert_eq!(set.cpus().len(), MAX_CPUS as usize);
+        assert_eq!(set.cpus().first(), Some(&0));
+        assert_eq!(set.cpus().last(), Some(&(MAX_CPUS - 1)));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::{AppConfig, DeviceConfig};
+use crate::config::{AppConfig, DeviceConfig, MAX_CPUS};
 
 /// Smallest memory limit accepted for an app, in KiB.
 pub const MIN_MEMORY_KIB: u64 = 4096;
@@ -165,7 +165,7 @@ fn validate_app(app: &AppConfig, p: &str, out: &mut Vec<Problem>) {
                 "an empty pin set pins to nothing; omit it instead".into(),
             );
         }
-        if let Some(c) = cpus.cpus().iter().find(|c| **c >= 1024) {
+        if let Some(c) = cpus.cpus().iter().find(|c| **c >= MAX_CPUS) {
             err(
                 "resources.cpus",
                 format!("CPU {c} is out of range (0 to 1023)"),
