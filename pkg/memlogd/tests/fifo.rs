@@ -241,11 +241,15 @@ fn staging_fifo_left_by_a_dead_attacher_is_removed_and_released() {
     let fifos = memlogd::ensure_task_logs(&d.log, &d.query, fifo_dir.path(), "t").unwrap();
     assert!(!staged.exists());
     assert!(has_reader(&fifos.stdout) && has_reader(&fifos.stderr));
-    // memlogd drops the orphaned staging stream; the real ones stay.
+    // memlogd drops the orphaned staging stream; the real ones stay. (It
+    // closes the fd a moment before it counts the stream closed: wait for
+    // the count, then check the fds agree.)
+    wait_until("the orphaned staging stream closed", || {
+        let s = d.stats();
+        let streams = |n: &str| s.source(n).map(|x| x.streams);
+        (streams("guest_vm-t") == Some(1) && streams("guest_vm_err-t") == Some(1)).then_some(())
+    });
     d.wait_fds(baseline + 2);
-    let s = d.stats();
-    assert_eq!(s.source("guest_vm-t").unwrap().streams, 1);
-    assert_eq!(s.source("guest_vm_err-t").unwrap().streams, 1);
 
     memlogd::remove_task_logs(fifo_dir.path(), "t").unwrap();
     d.wait_fds(baseline);
