@@ -23,6 +23,8 @@ pub mod parse;
 pub mod reference;
 pub mod registry;
 pub mod status;
+#[cfg(test)]
+mod test_apps;
 pub mod validate;
 pub mod validate_fields;
 pub mod validate_network;

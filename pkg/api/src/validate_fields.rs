@@ -86,29 +86,11 @@ pub fn mount_dir_problem(dir: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DeviceConfig, VolumeMount};
-    use crate::validate::validate;
-
-    fn app() -> AppConfig {
-        serde_json::from_value(serde_json::json!({
-            "uuid": "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10",
-            "version": "1",
-            "display_name": "app",
-            "app_num": 1,
-            "image": "hello:latest",
-        }))
-        .unwrap()
-    }
+    use crate::config::VolumeMount;
+    use crate::test_apps::app;
 
     fn problems(a: AppConfig) -> Vec<String> {
-        validate(&DeviceConfig {
-            generation: 1,
-            apps: vec![a],
-            ..DeviceConfig::default()
-        })
-        .into_iter()
-        .map(|p| p.to_string())
-        .collect()
+        crate::test_apps::problems(vec![a])
     }
 
     #[test]

@@ -154,20 +154,9 @@ pub fn json_size(app: &AppConfig) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DeviceConfig, VolumeMount};
+    use crate::config::VolumeMount;
     use crate::network::{AppInterface, PortMap};
-    use crate::validate::validate;
-
-    fn app() -> AppConfig {
-        serde_json::from_value(serde_json::json!({
-            "uuid": "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10",
-            "version": "1",
-            "display_name": "app",
-            "app_num": 1,
-            "image": "hello:latest",
-        }))
-        .unwrap()
-    }
+    use crate::test_apps::app;
 
     /// Every problem of a config with `a` at position 1 (after a good app).
     fn problems(a: AppConfig) -> Vec<String> {
@@ -175,14 +164,7 @@ mod tests {
         first.uuid = "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a11".into();
         first.display_name = "first".into();
         first.app_num = 2;
-        validate(&DeviceConfig {
-            generation: 1,
-            apps: vec![first, a],
-            ..DeviceConfig::default()
-        })
-        .into_iter()
-        .map(|p| p.to_string())
-        .collect()
+        crate::test_apps::problems(vec![first, a])
     }
 
     fn volume(n: usize) -> VolumeMount {
