@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::agent::AgentEnv;
 use crate::workspace_bin;
 
 /// A reference controller under a temp state directory.
@@ -202,4 +203,40 @@ impl Drop for Controller {
             let _ = c.wait();
         }
     }
+}
+
+/// A fresh device serial number.
+pub fn serial() -> String {
+    format!("test-{}", uuid::Uuid::new_v4())
+}
+
+/// A device wired to `ctl`: the bundle in its `/config`, no local config
+/// file, a short controller backoff (`fast`: short info/metrics/log intervals).
+pub fn device(ctl: &Controller, fast: bool) -> (AgentEnv, String) {
+    let mut env = AgentEnv::new();
+    let s = serial();
+    ctl.install_bundle(&env.layout.config_dir(), &s);
+    env.flags.extend(
+        [
+            "--controller-wait-secs",
+            "30",
+            "--controller-backoff-max-secs",
+            "2",
+        ]
+        .map(String::from),
+    );
+    if fast {
+        env.flags.extend(
+            [
+                "--info-interval-secs",
+                "2",
+                "--metrics-interval-secs",
+                "1",
+                "--log-flush-ms",
+                "200",
+            ]
+            .map(String::from),
+        );
+    }
+    (env, s)
 }

@@ -357,3 +357,14 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
     }
 }
+
+/// Peak resident memory (VmHWM) of process `pid`, KiB (0 when it is gone).
+pub fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}

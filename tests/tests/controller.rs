@@ -12,41 +12,7 @@ use std::time::{Duration, Instant};
 use outpost_api::SwState;
 use outpost_cloud::Client;
 use outpost_tests::agent::{app_yaml, AgentEnv};
-use outpost_tests::controller::Controller;
-
-fn serial() -> String {
-    format!("test-{}", uuid::Uuid::new_v4())
-}
-
-/// A device wired to `ctl`: the bundle in its `/config`, no local config file.
-fn device(ctl: &Controller, fast: bool) -> (AgentEnv, String) {
-    let mut env = AgentEnv::new();
-    let s = serial();
-    ctl.install_bundle(&env.layout.config_dir(), &s);
-    env.flags.extend(
-        [
-            "--controller-wait-secs",
-            "30",
-            "--controller-backoff-max-secs",
-            "2",
-        ]
-        .map(String::from),
-    );
-    if fast {
-        env.flags.extend(
-            [
-                "--info-interval-secs",
-                "2",
-                "--metrics-interval-secs",
-                "1",
-                "--log-flush-ms",
-                "200",
-            ]
-            .map(String::from),
-        );
-    }
-    (env, s)
-}
+use outpost_tests::controller::{device, Controller};
 
 /// A registered device running `hello` from a config pushed by `ctl`;
 /// returns it, its UUID on the controller and hello's YAML entry.

@@ -10,22 +10,12 @@ use std::time::{Duration, Instant};
 
 use outpost_api::{AppStatus, SwState};
 use outpost_tests::agent::{app_yaml, tail, AgentEnv};
-use outpost_tests::controller::Controller;
+use outpost_tests::controller::{device, Controller};
+use outpost_tests::vm_hwm_kib;
 
 const T: Duration = Duration::from_secs(60);
 /// Allowed growth of a process's peak RSS while it handles the hostile inputs.
 const MAX_GROWTH_KIB: u64 = 64 * 1024;
-
-/// Peak RSS (VmHWM) of `pid`, KiB.
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
 
 /// Billion laughs in ~10 KB: ten 200-byte strings, then 119 levels of ten
 /// aliases of the level before (`serde_yaml_ng` alone: +370 MiB before it
@@ -256,20 +246,7 @@ async fn rejected_entries_show_in_the_list_with_their_full_path() {
 async fn the_controller_refuses_bombs_in_bounded_memory_and_reports_rejected_entries() {
     let mut ctl = Controller::init(&[]);
     ctl.start();
-    let mut env = AgentEnv::new();
-    let serial = format!("test-{}", uuid::Uuid::new_v4());
-    ctl.install_bundle(&env.layout.config_dir(), &serial);
-    env.flags.extend(
-        [
-            "--controller-wait-secs",
-            "30",
-            "--controller-backoff-max-secs",
-            "2",
-            "--info-interval-secs",
-            "2",
-        ]
-        .map(String::from),
-    );
+    let (mut env, serial) = device(&ctl, true);
     env.start_agent_with(false);
     let dev = ctl.wait_device(&serial, T);
     let pid = ctl.child.as_ref().unwrap().id();

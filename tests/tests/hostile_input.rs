@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use outpost_api::SwState;
 use outpost_tests::agent::{app_yaml, tail, AgentEnv};
-use outpost_tests::controller::Controller;
+use outpost_tests::controller::{device, Controller};
+use outpost_tests::vm_hwm_kib;
 
 const T: Duration = Duration::from_secs(60);
 /// What the hostile servers send: 256 MiB.
@@ -210,32 +211,11 @@ fn read_head(s: &mut impl Read) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_256_mib_config_answer_is_refused_and_the_config_in_effect_keeps_running() {
     let mut ctl = Controller::init(&[]);
     ctl.start();
-    let mut env = AgentEnv::new();
-    let serial = format!("test-{}", uuid::Uuid::new_v4());
-    ctl.install_bundle(&env.layout.config_dir(), &serial);
-    env.flags.extend(
-        [
-            "--controller-wait-secs",
-            "30",
-            "--controller-backoff-max-secs",
-            "2",
-        ]
-        .map(String::from),
-    );
+    let (mut env, serial) = device(&ctl, false);
     env.start_agent_with(false);
     let dev = ctl.wait_device(&serial, T);
     let hello = app_yaml(&env.uuid(1), "hello", 1, "hello", "");
