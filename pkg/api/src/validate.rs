@@ -253,6 +253,7 @@ fn is_id_part(s: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::{CpuSet, Secret, VolumeMount};
+    use crate::test_apps::problems;
 
     fn app(n: u32) -> AppConfig {
         serde_json::from_value(serde_json::json!({
@@ -263,17 +264,6 @@ mod tests {
             "image": "hello:latest",
         }))
         .unwrap()
-    }
-
-    fn problems(apps: Vec<AppConfig>) -> Vec<String> {
-        validate(&DeviceConfig {
-            generation: 1,
-            apps,
-            ..DeviceConfig::default()
-        })
-        .into_iter()
-        .map(|p| p.to_string())
-        .collect()
     }
 
     #[test]
