@@ -150,18 +150,9 @@ fn big_layout() -> PathBuf {
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let per = BIG_MIB * 1024 * 1024 / 4;
-    let mut yaml = String::from(
-        "name: big\nlayers:\n  - files:\n      - { from: /bin/busybox, to: /bin/busybox, mode: 0o755 }\n    busybox_applets: [sh, sleep]\n",
-    );
-    for i in 0..4 {
-        yaml += &format!(
-            "  - random:\n      - {{ path: /data/r{i}, size: {per}, seed: {} }}\n",
-            i + 1
-        );
-    }
-    yaml += "config:\n  cmd: [/bin/sleep, \"1000000\"]\n";
-    let def = outpost_ocibuild::ImageDef::from_yaml(&yaml, dir.join("image.yaml")).unwrap();
+    let def =
+        outpost_ocibuild::big_image(BIG_MIB, &["/bin/sleep", "1000000"], dir.join("image.yaml"))
+            .unwrap();
     let t = Instant::now();
     let built = outpost_ocibuild::build(&def, &dir, &layout).unwrap();
     eprintln!("built the {BIG_MIB} MiB image in {:?}", t.elapsed());

@@ -29,18 +29,7 @@ async fn main() -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("outpost-bench-pull")
         .tempdir_in("/tmp")?;
-    let per = mib * 1024 * 1024 / 4;
-    let mut yaml = String::from(
-        "name: big\nlayers:\n  - files:\n      - { from: /bin/busybox, to: /bin/busybox, mode: 0o755 }\n    busybox_applets: [sh, sleep]\n",
-    );
-    for i in 0..4 {
-        yaml += &format!(
-            "  - random:\n      - {{ path: /data/r{i}, size: {per}, seed: {} }}\n",
-            i + 1
-        );
-    }
-    yaml += "config:\n  cmd: [/bin/sh]\n";
-    let def = outpost_ocibuild::ImageDef::from_yaml(&yaml, dir.path().join("image.yaml"))?;
+    let def = outpost_ocibuild::big_image(mib, &["/bin/sh"], dir.path().join("image.yaml"))?;
     let t = Instant::now();
     let built = outpost_ocibuild::build(&def, dir.path(), &dir.path().join("out"))?;
     let bytes: u64 = built.layers.iter().map(|l| l.size).sum();

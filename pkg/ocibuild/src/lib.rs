@@ -113,3 +113,4 @@ pub use build::{build, build_all, BuiltImage, LayerInfo};
 pub use def::{ConfigDef, FileDef, ImageDef, LayerDef, LinkDef, Mode, RandomDef, WriteDef};
 pub use error::{Error, Result};
 pub use layout::{JsonBlob, OciLayout};
+pub use random::big_image;

@@ -8,6 +8,9 @@
 //!
 //! `harness = false`: `main` is either the parent test or the child writer.
 
+#[path = "common/filter.rs"]
+mod filter;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -257,23 +260,6 @@ fn parent() {
     );
 }
 
-/// libtest-like filtering so `cargo test -p outpost-store <filter>` behaves.
-fn selected(args: &[String]) -> bool {
-    let mut filters = Vec::new();
-    let mut it = args.iter().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--ignored" => return false,
-            "--test-threads" | "--skip" | "--format" | "--color" | "--logfile" | "-Z" => {
-                it.next();
-            }
-            a if a.starts_with('-') => {}
-            a => filters.push(a.to_string()),
-        }
-    }
-    filters.is_empty() || filters.iter().any(|f| TEST_NAME.contains(f.as_str()))
-}
-
 fn main() {
     if let Some(path) = std::env::var_os(CHILD_ENV) {
         child(Path::new(&path));
@@ -283,7 +269,7 @@ fn main() {
         println!("{TEST_NAME}: test");
         return;
     }
-    if !selected(&args) {
+    if !filter::selected(&args, TEST_NAME) {
         println!("\nrunning 0 tests\n");
         return;
     }

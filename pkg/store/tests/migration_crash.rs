@@ -9,6 +9,9 @@
 //!
 //! `harness = false`: `main` is either the parent test or the child.
 
+#[path = "common/filter.rs"]
+mod filter;
+
 #[path = "common/v1.rs"]
 mod v1;
 
@@ -199,23 +202,6 @@ fn parent() {
     kills("backward", dir.path(), &at_2, &v1c, &v2c);
 }
 
-/// libtest-like filtering so `cargo test -p outpost-store <filter>` behaves.
-fn selected(args: &[String]) -> bool {
-    let mut filters = Vec::new();
-    let mut it = args.iter().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--ignored" => return false,
-            "--test-threads" | "--skip" | "--format" | "--color" | "--logfile" | "-Z" => {
-                it.next();
-            }
-            a if a.starts_with('-') => {}
-            a => filters.push(a.to_string()),
-        }
-    }
-    filters.is_empty() || filters.iter().any(|f| TEST_NAME.contains(f.as_str()))
-}
-
 fn main() {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         child(&spec);
@@ -225,7 +211,7 @@ fn main() {
         println!("{TEST_NAME}: test");
         return;
     }
-    if !selected(&args) {
+    if !filter::selected(&args, TEST_NAME) {
         println!("\nrunning 0 tests\n");
         return;
     }
