@@ -85,7 +85,7 @@ impl TestEnv {
         let (instance, client) = UserInstance::start(&layout, opts)
             .await
             .expect("starting user containerd");
-        let runtime = Runtime::new(client, layout.clone()).unwrap();
+        let runtime = Runtime::new(client, layout.clone());
         TestEnv {
             dir,
             layout,
