@@ -55,6 +55,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod console;
 pub mod db;
 pub mod document;
 pub mod error;
