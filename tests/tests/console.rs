@@ -79,7 +79,11 @@ async fn https_admin_api_needs_a_token_and_honours_read_only_and_revocation() {
     )
     .await;
     assert_eq!(code, 403);
-    assert_eq!(ctl.devices().len(), 1, "the read-only DELETE changed nothing");
+    assert_eq!(
+        ctl.devices().len(),
+        1,
+        "the read-only DELETE changed nothing"
+    );
 
     // Revoked: 401 at the next request, the other token still works.
     let (code, out, err) = ctl.cli(&["token", "revoke", "dashboard"]);
@@ -148,14 +152,24 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
 
     // Not logged in: the console sends the browser to the login form.
     c.goto(&format!("{base}/console/devices")).await.unwrap();
-    assert!(c.current_url().await.unwrap().path().ends_with("/console/login"));
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/console/login"));
     c.find(Locator::Css("#token"))
         .await
         .unwrap()
         .send_keys("opt_not-a-token")
         .await
         .unwrap();
-    c.find(Locator::Css("#login")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     assert!(b.text("#login-error").await.contains("not valid"));
     c.find(Locator::Css("#token"))
         .await
@@ -163,7 +177,12 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
         .send_keys(&token)
         .await
         .unwrap();
-    c.find(Locator::Css("#login")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     // The device list shows the device; its page shows hello RUNNING.
     let row = format!("tr.device[data-uuid='{dev}']");
@@ -176,21 +195,25 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
         .await
         .unwrap();
     let running = b
-        .wait_for("hello RUNNING on the device page", Duration::from_secs(60), || async {
-            let state = c
-                .find(Locator::Css("tr.app[data-name='hello'] .app-state"))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            if state == "RUNNING" {
-                Some(state)
-            } else {
-                let _ = c.refresh().await;
-                None
-            }
-        })
+        .wait_for(
+            "hello RUNNING on the device page",
+            Duration::from_secs(60),
+            || async {
+                let state = c
+                    .find(Locator::Css("tr.app[data-name='hello'] .app-state"))
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                if state == "RUNNING" {
+                    Some(state)
+                } else {
+                    let _ = c.refresh().await;
+                    None
+                }
+            },
+        )
         .await;
     assert_eq!(running, "RUNNING");
     assert!(c.find(Locator::Css("svg#cpu-plot")).await.is_ok());
@@ -204,12 +227,19 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
         .unwrap();
     let started = Instant::now();
     let newest = b
-        .wait_for("a hello line printed after the page loaded", Duration::from_secs(60), || async {
-            let log = c.find(Locator::Css("#log")).await.ok()?.text().await.ok()?;
-            newest_hello_time(&log).filter(|t| *t > loaded_at)
-        })
+        .wait_for(
+            "a hello line printed after the page loaded",
+            Duration::from_secs(60),
+            || async {
+                let log = c.find(Locator::Css("#log")).await.ok()?.text().await.ok()?;
+                newest_hello_time(&log).filter(|t| *t > loaded_at)
+            },
+        )
         .await;
-    eprintln!("line printed at {newest} shown after {:?}", started.elapsed());
+    eprintln!(
+        "line printed at {newest} shown after {:?}",
+        started.elapsed()
+    );
     let marker = c
         .execute("return window.outpostMarker;", vec![])
         .await
@@ -257,7 +287,12 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
     // Revoking the token ends the browser session too.
     assert_eq!(ctl.cli(&["token", "revoke", "operator"]).0, 0);
     c.goto(&format!("{base}/console/devices")).await.unwrap();
-    assert!(c.current_url().await.unwrap().path().ends_with("/console/login"));
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/console/login"));
     assert!(!ctl.log().contains(&token), "the token was logged");
 
     b.close().await;

@@ -59,7 +59,9 @@ fn ensure_cert(state: &StateDir, listen: &str) -> Result<()> {
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
     if let Some((host, _)) = listen.rsplit_once(':') {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        if !host.is_empty() && !["0.0.0.0", "::"].contains(&host) && !names.iter().any(|n| n == host)
+        if !host.is_empty()
+            && !["0.0.0.0", "::"].contains(&host)
+            && !names.iter().any(|n| n == host)
         {
             names.push(host.to_owned());
         }
@@ -191,7 +193,10 @@ pub fn bearer(req: &Request) -> Option<&str> {
 }
 
 /// Looks a token up off the async threads (the list is a file).
-pub async fn identify(tokens: &TokenStore, token: String) -> Result<Option<TokenIdentity>, Failure> {
+pub async fn identify(
+    tokens: &TokenStore,
+    token: String,
+) -> Result<Option<TokenIdentity>, Failure> {
     let tokens = tokens.clone();
     tokio::task::spawn_blocking(move || tokens.verify(&token))
         .await

@@ -112,7 +112,9 @@ async fn server_view(State(c): State<Arc<Controller>>) -> Json<ServerView> {
     })
 }
 
-pub(crate) async fn list(State(c): State<Arc<Controller>>) -> Result<Json<Vec<DeviceView>>, Failure> {
+pub(crate) async fn list(
+    State(c): State<Arc<Controller>>,
+) -> Result<Json<Vec<DeviceView>>, Failure> {
     let infos: HashMap<String, InfoRecord> = c.blocking(|c| c.db.infos()).await?;
     let mut views: Vec<DeviceView> = c
         .slots()

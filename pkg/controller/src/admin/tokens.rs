@@ -103,7 +103,9 @@ impl TokenStore {
                     m.len()
                 )))
             }
-            Ok(_) => std::fs::read(&self.path).map_err(ControllerError::io("reading", &self.path))?,
+            Ok(_) => {
+                std::fs::read(&self.path).map_err(ControllerError::io("reading", &self.path))?
+            }
         };
         serde_json::from_slice(&bytes).map_err(|e| {
             ControllerError::Invalid(format!("{}: not a token list: {e}", self.path.display()))

@@ -85,7 +85,10 @@ impl Console {
     /// The `/console` routes.
     pub fn router(self) -> Router {
         Router::new()
-            .route("/console", get(|| async { Redirect::to("/console/devices") }))
+            .route(
+                "/console",
+                get(|| async { Redirect::to("/console/devices") }),
+            )
             .route("/console/login", get(login_form).post(login))
             .route("/console/logout", post(logout))
             .route("/console/devices", get(devices))
@@ -102,7 +105,11 @@ impl Console {
 }
 
 async fn js() -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        JS,
+    )
+        .into_response()
 }
 
 async fn css() -> Response {
@@ -133,7 +140,9 @@ async fn login(State(c): State<Console>, Form(form): Form<LoginForm>) -> Respons
             tracing::info!("console login refused: unknown or revoked token");
             (
                 StatusCode::UNAUTHORIZED,
-                Html(pages::login(Some("That token is not valid (unknown or revoked)."))),
+                Html(pages::login(Some(
+                    "That token is not valid (unknown or revoked).",
+                ))),
             )
                 .into_response()
         }

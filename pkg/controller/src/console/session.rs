@@ -92,7 +92,10 @@ impl Sessions {
             let Some(oldest) = oldest else { break };
             map.remove(&oldest);
             self.evicted.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(max = MAX_SESSIONS, "console session dropped: too many sessions");
+            tracing::warn!(
+                max = MAX_SESSIONS,
+                "console session dropped: too many sessions"
+            );
         }
         map.insert(tokens::hash(&id), session);
         id

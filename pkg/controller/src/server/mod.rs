@@ -144,7 +144,8 @@ impl Server {
             admin,
             stop_rx.clone(),
         ));
-        let https_task = admin_https.map(|l| tokio::spawn(l.serve(controller.clone(), stop_rx.clone())));
+        let https_task =
+            admin_https.map(|l| tokio::spawn(l.serve(controller.clone(), stop_rx.clone())));
         let max = controller.limits.max_connections;
         let slots = Arc::new(Semaphore::new(max));
         let cx = connection::ConnContext {
