@@ -98,6 +98,27 @@ impl Browser {
             .unwrap()
     }
 
+    /// Waits (deadline-bound) for an element matching `css` whose text
+    /// satisfies `ok`; returns that text (pages load after a click).
+    pub async fn wait_text(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
+        self.wait_for(
+            &format!("{css} on the page"),
+            Duration::from_secs(30),
+            || async {
+                let t = self
+                    .client
+                    .find(Locator::Css(css))
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                ok(&t).then_some(t)
+            },
+        )
+        .await
+    }
+
     /// Waits until `f` returns `Some`, polling the page (deadline-bound).
     pub async fn wait_for<T, F, Fut>(&self, what: &str, timeout: Duration, mut f: F) -> T
     where

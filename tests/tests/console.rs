@@ -152,12 +152,7 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
 
     // Not logged in: the console sends the browser to the login form.
     c.goto(&format!("{base}/console/devices")).await.unwrap();
-    assert!(c
-        .current_url()
-        .await
-        .unwrap()
-        .path()
-        .ends_with("/console/login"));
+    b.wait_text("h1", |t| t == "Log in").await;
     c.find(Locator::Css("#token"))
         .await
         .unwrap()
@@ -170,7 +165,8 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
         .click()
         .await
         .unwrap();
-    assert!(b.text("#login-error").await.contains("not valid"));
+    b.wait_text("#login-error", |t| t.contains("not valid"))
+        .await;
     c.find(Locator::Css("#token"))
         .await
         .unwrap()
@@ -186,7 +182,7 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
 
     // The device list shows the device; its page shows hello RUNNING.
     let row = format!("tr.device[data-uuid='{dev}']");
-    let name = b.text(&format!("{row} a.name")).await;
+    let name = b.wait_text(&format!("{row} a.name"), |_| true).await;
     assert!(name.starts_with("test-"), "device name {name:?}");
     c.find(Locator::Css(&format!("{row} a.name")))
         .await
@@ -216,8 +212,22 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
         )
         .await;
     assert_eq!(running, "RUNNING");
-    assert!(c.find(Locator::Css("svg#cpu-plot")).await.is_ok());
-    assert!(c.find(Locator::Css("svg#mem-plot")).await.is_ok());
+    // The plots draw the stored metrics (one sample a second here).
+    b.wait_for(
+        "CPU and memory plots with samples",
+        Duration::from_secs(30),
+        || async {
+            let cpu = c.find(Locator::Css("svg#cpu-plot polyline")).await.is_ok();
+            let mem = c.find(Locator::Css("svg#mem-plot polyline")).await.is_ok();
+            if cpu && mem {
+                Some(())
+            } else {
+                let _ = c.refresh().await;
+                None
+            }
+        },
+    )
+    .await;
 
     // Follow: a line the app prints after the page loaded appears in the
     // log view without a reload (the marker set now would be gone).
@@ -246,10 +256,18 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
         .unwrap();
     assert_eq!(marker, serde_json::json!(42), "the page was reloaded");
 
-    // A config with a bad app: the page shows the validation error naming it.
+    // A config with a bad app: the page shows the validation error naming
+    // it; a hostile app name is shown as text, never as markup.
     let bad = app_yaml(&env.uuid(2), "tiny", 2, "hello", "    colour: blue\n");
+    let hostile = app_yaml(
+        &env.uuid(3),
+        "\"<img id=pwn src=x>\"",
+        3,
+        "hello",
+        "    colour: red\n",
+    );
     let file = ctl.dir().join("upload-bad.yaml");
-    std::fs::write(&file, format!("apps:\n{hello}{bad}")).unwrap();
+    std::fs::write(&file, format!("apps:\n{hello}{bad}{hostile}")).unwrap();
     c.find(Locator::Css("#config-file"))
         .await
         .unwrap()
@@ -262,10 +280,17 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
         .click()
         .await
         .unwrap();
-    let result = b.text("#config-result").await;
+    let result = b
+        .wait_text("#config-result", |t| t.contains("Validation errors"))
+        .await;
     assert!(
         result.contains("tiny") && result.contains("colour"),
         "validation error naming the app: {result}"
+    );
+    assert!(result.contains("<img id=pwn src=x>"), "{result}");
+    assert!(
+        c.find(Locator::Css("#pwn")).await.is_err(),
+        "a config-supplied name became markup"
     );
     // A document-level error refuses the upload, shown on the page.
     std::fs::write(&file, "apps: [\n").unwrap();
@@ -281,18 +306,15 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
         .click()
         .await
         .unwrap();
-    let result = b.text("#config-result").await;
-    assert!(result.contains("refused"), "{result}");
+    let result = b
+        .wait_text("#config-result", |t| t.contains("refused"))
+        .await;
+    assert!(result.contains("not valid YAML"), "{result}");
 
     // Revoking the token ends the browser session too.
     assert_eq!(ctl.cli(&["token", "revoke", "operator"]).0, 0);
     c.goto(&format!("{base}/console/devices")).await.unwrap();
-    assert!(c
-        .current_url()
-        .await
-        .unwrap()
-        .path()
-        .ends_with("/console/login"));
+    b.wait_text("h1", |t| t == "Log in").await;
     assert!(!ctl.log().contains(&token), "the token was logged");
 
     b.close().await;
