@@ -2,6 +2,7 @@
 //! `fantoccini` as the client), for the web console's tests. Debian's
 //! `chromium` and `chromium-driver` packages (scripts/install-deps.sh).
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,10 @@ impl Browser {
     /// trusts the TLS key `trusted_key_pem` (the controller's admin key).
     pub async fn start(trusted_key_pem: &str) -> Browser {
         let port = free_port();
+        // its own process group: chromedriver and the browsers it starts
+        // are ended together, even when a test panics
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -139,17 +143,17 @@ impl Browser {
         }
     }
 
-    /// Ends the session and chromedriver.
-    pub async fn close(mut self) {
+    /// Ends the session, then chromedriver (dropping does the rest).
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // the group this test started: chromedriver and its Chromium
+        let pgid = nix::unistd::Pid::from_raw(self.driver.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.driver.wait();
     }
 }

@@ -90,8 +90,13 @@ async fn https_admin_api_needs_a_token_and_honours_read_only_and_revocation() {
     assert_eq!(code, 0, "{out}{err}");
     let (code, _) = status(http.get(format!("{base}/v1/devices")).bearer_auth(&ro)).await;
     assert_eq!(code, 401);
-    let (code, _) = status(http.get(format!("{base}/v1/server")).bearer_auth(&full)).await;
+    let (code, body) = status(http.get(format!("{base}/v1/server")).bearer_auth(&full)).await;
     assert_eq!(code, 200);
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        stats["stats"]["admin_auth_refused"], 6,
+        "every 401/403 counted: {body}"
+    );
 
     // The tokens themselves are stored nowhere and never logged.
     let stored = std::fs::read_to_string(ctl.dir().join("admin-tokens.json")).unwrap();

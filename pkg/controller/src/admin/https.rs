@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -120,7 +120,10 @@ impl AdminListener {
         let tokens = TokenStore::new(controller.state_dir());
         let console = crate::console::Console::new(controller.clone(), tokens.clone());
         let app = super::server::router(controller.clone())
-            .route_layer(axum::middleware::from_fn_with_state(tokens, bearer_auth))
+            .route_layer(axum::middleware::from_fn_with_state(
+                (tokens, controller.clone()),
+                bearer_auth,
+            ))
             .merge(console.router())
             .layer(axum::middleware::from_fn(security_headers));
         tracing::info!(addr = %self.addr, "admin API and console on HTTPS");
@@ -210,16 +213,26 @@ pub fn is_read(method: &Method) -> bool {
 }
 
 /// `/v1`: a listed token, and a read-only one only for GET/HEAD.
-async fn bearer_auth(State(tokens): State<TokenStore>, req: Request, next: Next) -> Response {
+async fn bearer_auth(
+    State((tokens, c)): State<(TokenStore, Arc<Controller>)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let refused = || crate::limits::Stats::bump(&c.stats.admin_auth_refused);
     let Some(token) = bearer(&req).map(str::to_owned) else {
+        refused();
         return unauthorized("an Authorization: Bearer <token> header is required");
     };
     let who = match identify(&tokens, token).await {
         Ok(Some(who)) => who,
-        Ok(None) => return unauthorized("the token is not valid (unknown or revoked)"),
+        Ok(None) => {
+            refused();
+            return unauthorized("the token is not valid (unknown or revoked)");
+        }
         Err(f) => return f.into_response(),
     };
     if who.read_only && !is_read(req.method()) {
+        refused();
         tracing::info!(token = %who.name, method = %req.method(), path = %req.uri().path(),
             "refused: read-only token");
         return Failure::forbidden(format!(
@@ -266,9 +279,4 @@ async fn security_headers(req: Request, next: Next) -> Response {
         HeaderValue::from_static("max-age=31536000"),
     );
     r
-}
-
-/// 404 for anything else on the HTTPS listener.
-pub fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "not found").into_response()
 }

@@ -129,7 +129,9 @@ async fn login(State(c): State<Console>, Form(form): Form<LoginForm>) -> Respons
     match identify(&c.tokens, form.token.trim().to_owned()).await {
         Ok(Some(who)) => {
             tracing::info!(token = %who.name, read_only = who.read_only, "console login");
-            let id = c.sessions.create(who);
+            let id = c
+                .sessions
+                .create(who, &c.controller.stats.console_sessions_evicted);
             (
                 [(header::SET_COOKIE, session::set_cookie(&id))],
                 Redirect::to("/console/devices"),
@@ -137,6 +139,7 @@ async fn login(State(c): State<Console>, Form(form): Form<LoginForm>) -> Respons
                 .into_response()
         }
         Ok(None) => {
+            crate::limits::Stats::bump(&c.controller.stats.admin_auth_refused);
             tracing::info!("console login refused: unknown or revoked token");
             (
                 StatusCode::UNAUTHORIZED,

@@ -5,7 +5,7 @@
 //! session) and a per-session CSRF token for the POST forms.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,8 +37,6 @@ pub struct Session {
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_id_hash: Mutex<HashMap<String, Session>>,
-    /// Sessions dropped to stay within [`MAX_SESSIONS`].
-    pub evicted: AtomicU64,
 }
 
 /// 32 random bytes, URL-safe base64.
@@ -74,8 +72,9 @@ pub fn clear_cookie() -> String {
 }
 
 impl Sessions {
-    /// Starts a session for `who`; returns the cookie value.
-    pub fn create(&self, who: TokenIdentity) -> String {
+    /// Starts a session for `who`; returns the cookie value. A session
+    /// dropped to make room is counted in `evicted`.
+    pub fn create(&self, who: TokenIdentity, evicted: &AtomicU64) -> String {
         let id = random_token();
         let session = Session {
             who,
@@ -91,7 +90,7 @@ impl Sessions {
                 .map(|(k, _)| k.clone());
             let Some(oldest) = oldest else { break };
             map.remove(&oldest);
-            self.evicted.fetch_add(1, Ordering::Relaxed);
+            crate::limits::Stats::bump(evicted);
             tracing::warn!(
                 max = MAX_SESSIONS,
                 "console session dropped: too many sessions"
@@ -144,7 +143,7 @@ mod tests {
             read_only: false,
             sha256: "h".into(),
         };
-        let id = s.create(who);
+        let id = s.create(who, &AtomicU64::new(0));
         let got = s.get(&id).unwrap();
         assert!(csrf_ok(&got, &got.csrf) && !csrf_ok(&got, "x"));
         s.remove(&id);
