@@ -112,6 +112,23 @@ impl TokenStore {
         })
     }
 
+    /// Holds an exclusive lock on `<file>.lock` while the list is read,
+    /// changed and replaced (two `token` commands at once lose nothing).
+    fn locked<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.path.with_extension("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(ControllerError::io("opening", &path))?;
+        let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| ControllerError::io("locking", &path)(e.into()))?;
+        f()
+    }
+
     fn save(&self, records: &[TokenRecord]) -> Result<()> {
         let json = serde_json::to_vec_pretty(records)
             .map_err(|e| ControllerError::Invalid(format!("encoding the token list: {e}")))?;
@@ -122,6 +139,10 @@ impl TokenStore {
 
     /// Creates token `name`; returns the token (shown once, never stored).
     pub fn create(&self, name: &str, read_only: bool) -> Result<String> {
+        self.locked(|| self.create_locked(name, read_only))
+    }
+
+    fn create_locked(&self, name: &str, read_only: bool) -> Result<String> {
         if !valid_name(name) {
             return Err(ControllerError::Invalid(format!(
                 "token name {name:?}: use 1 to {MAX_NAME} letters, digits, '-', '_' or '.'"
@@ -159,6 +180,10 @@ impl TokenStore {
 
     /// Removes token `name`; false when there was none.
     pub fn revoke(&self, name: &str) -> Result<bool> {
+        self.locked(|| self.revoke_locked(name))
+    }
+
+    fn revoke_locked(&self, name: &str) -> Result<bool> {
         let mut records = self.list()?;
         let before = records.len();
         records.retain(|r| r.name != name);
@@ -217,6 +242,19 @@ mod tests {
         assert!(store.revoke("ci").unwrap());
         assert!(!store.revoke("ci").unwrap());
         assert!(store.verify(&t).unwrap().is_none());
+    }
+
+    #[test]
+    fn concurrent_creates_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(&StateDir::new(dir.path()));
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let store = store.clone();
+                s.spawn(move || store.create(&format!("t{i}"), false).unwrap());
+            }
+        });
+        assert_eq!(store.list().unwrap().len(), 8);
     }
 
     #[test]
