@@ -43,6 +43,8 @@ pub const ADMIN_KEY: &str = "admin.key.pem";
 const MAX_CONNECTIONS: usize = 256;
 /// TLS handshake and request-head timeout.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole request, body and answer (above the longest log wait, 60 s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The admin HTTPS listener, bound, not yet serving.
 pub struct AdminListener {
@@ -171,7 +173,20 @@ async fn serve_connection(
         Err(_) => return,
     };
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        app.clone().oneshot(req.map(Body::new))
+        let answer = app.clone().oneshot(req.map(Body::new));
+        async move {
+            match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+                Ok(r) => r,
+                Err(_) => Ok(Failure::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request took longer than {} s",
+                        REQUEST_TIMEOUT.as_secs()
+                    ),
+                )
+                .into_response()),
+            }
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
