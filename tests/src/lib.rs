@@ -16,6 +16,7 @@ use outpost_runtime::instance::{InstanceOptions, UserInstance};
 use outpost_runtime::{Containerd, Layout, Runtime, TaskIo};
 
 pub mod agent;
+pub mod browser;
 pub mod controller;
 
 /// The workspace root.
