@@ -101,7 +101,9 @@ impl Runtime {
             return Ok(p);
         }
         let bin = runsc::find_runsc().ok_or_else(|| {
-            RuntimeError::Instance("runtime class runsc requested but runsc is not installed".into())
+            RuntimeError::Instance(
+                "runtime class runsc requested but runsc is not installed".into(),
+            )
         })?;
         let written = runsc::write_wrapper(&self.layout.helper_bin(), &bin)?;
         Ok(self.runsc_wrapper.get_or_init(|| written))

@@ -39,7 +39,9 @@ impl Runtime {
         if app.vnc.password.is_some() {
             return Some(true);
         }
-        let img = crate::image::resolve(self.client(), &app.image).await.ok()?;
+        let img = crate::image::resolve(self.client(), &app.image)
+            .await
+            .ok()?;
         Some(crate::spec::vnc_password(app, &img.config).is_some())
     }
 
