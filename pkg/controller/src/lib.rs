@@ -62,11 +62,13 @@ pub mod init;
 pub mod layout;
 pub mod limits;
 pub mod names;
+pub mod pgtest;
 pub mod pki;
 pub mod reply;
 pub mod server;
 pub mod signing;
 pub mod state;
+pub mod store;
 
 pub use error::{ControllerError, Result};
 pub use layout::StateDir;

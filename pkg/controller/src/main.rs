@@ -50,6 +50,11 @@ enum Command {
         /// Accept unknown serials for this run.
         #[arg(long)]
         open_onboarding: bool,
+        /// Keep state in PostgreSQL (`postgres://USER@HOST/DB` or
+        /// `postgresql:///DB?host=/socket/dir`) instead of the state dir's
+        /// redb file; any number of `serve` replicas may share it.
+        #[arg(long, env = "OUTPOST_CONTROLLER_DATABASE")]
+        database: Option<String>,
     },
     /// Manage devices (talks to the running server).
     Device {
@@ -113,9 +118,11 @@ impl Command {
             Command::Serve {
                 listen,
                 open_onboarding,
+                database,
             } => cli::Action::Serve {
                 listen,
                 open_onboarding,
+                database,
             },
             Command::Device { command } => cli::Action::Device(command),
             Command::SignBootstrap { file, output } => cli::Action::SignBootstrap { file, output },

@@ -87,6 +87,7 @@ pub enum Action {
     Serve {
         listen: Option<String>,
         open_onboarding: bool,
+        database: Option<String>,
     },
     Device(DeviceCommand),
     SignBootstrap {
@@ -113,7 +114,8 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
         Action::Serve {
             listen,
             open_onboarding,
-        } => runtime()?.block_on(serve(state, listen, open_onboarding)),
+            database,
+        } => runtime()?.block_on(serve(state, listen, open_onboarding, database)),
         Action::SignBootstrap { file, output } => {
             let warnings = outpost_controller::bootstrap::sign_bootstrap(&state, &file, &output)?;
             for w in warnings {
@@ -161,10 +163,16 @@ fn init(state: &StateDir, opts: &InitOptions) -> Result<()> {
     Ok(())
 }
 
-async fn serve(state: StateDir, listen: Option<String>, open_onboarding: bool) -> Result<()> {
+async fn serve(
+    state: StateDir,
+    listen: Option<String>,
+    open_onboarding: bool,
+    database: Option<String>,
+) -> Result<()> {
     let mut opts = ServeOptions::new(state);
     opts.listen = listen;
     opts.open_onboarding = open_onboarding;
+    opts.database = database;
     let server = Server::bind(opts).await?;
     let addr = server.local_addr();
     let mut out = std::io::stdout();

@@ -35,6 +35,9 @@ pub struct ServeOptions {
     pub open_onboarding: bool,
     /// Bounds.
     pub limits: Limits,
+    /// PostgreSQL URL or connection string (`None`: the state dir's redb
+    /// file). Any number of servers may share one database.
+    pub database: Option<String>,
 }
 
 impl ServeOptions {
@@ -45,6 +48,7 @@ impl ServeOptions {
             listen: None,
             open_onboarding: false,
             limits: Limits::default(),
+            database: None,
         }
     }
 }
@@ -76,7 +80,12 @@ impl Server {
         let controller = {
             let opts = opts.clone();
             tokio::task::spawn_blocking(move || {
-                Controller::open(opts.state, opts.open_onboarding, opts.limits)
+                Controller::open_with(
+                    opts.state,
+                    opts.open_onboarding,
+                    opts.limits,
+                    opts.database.as_deref(),
+                )
             })
             .await
             .map_err(|e| ControllerError::Invalid(format!("opening the state: {e}")))??
@@ -129,6 +138,7 @@ impl Server {
             admin,
             stop_rx.clone(),
         ));
+        let follower = tokio::spawn(controller.clone().follow());
         let max = controller.limits.max_connections;
         let slots = Arc::new(Semaphore::new(max));
         let cx = connection::ConnContext {
@@ -167,6 +177,7 @@ impl Server {
         let all = u32::try_from(max).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await;
         let _ = admin_task.await;
+        let _ = follower.await;
         let _ = std::fs::remove_file(controller.state_dir().admin_socket());
         Ok(())
     }
