@@ -153,9 +153,17 @@ impl PgStore {
         }
     }
 
-    /// Runs `fut` to completion on this blocking-pool thread.
+    /// Runs `fut` to completion on this thread: a blocking-pool thread
+    /// normally; on a worker of a multi-thread runtime (a test reading the
+    /// store directly) the worker is handed over to blocking first.
     fn run<R>(&self, fut: impl Future<Output = Result<R>>) -> Result<R> {
-        self.rt.block_on(fut)
+        let on_worker = Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_worker {
+            tokio::task::block_in_place(|| self.rt.block_on(fut))
+        } else {
+            self.rt.block_on(fut)
+        }
     }
 
     /// Tells every replica that these devices changed (after the commit,
