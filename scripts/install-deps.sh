@@ -27,6 +27,7 @@ PACKAGES=(
   e2fsprogs             # device image: ext4 /persist and /config (mke2fs -d)
   binutils              # device image: strip
   qemu-system-x86       # device image boot test (make image-test)
+  postgresql            # controller's PostgreSQL backend: tests run private clusters (initdb, unix socket)
 )
 PACKAGES+=("$@")
 
