@@ -23,6 +23,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::oneshot;
 
+pub mod replica;
+
 /// A running controller.
 pub struct Harness {
     pub dir: tempfile::TempDir,
