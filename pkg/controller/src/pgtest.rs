@@ -73,7 +73,15 @@ impl Cluster {
             .command("initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--no-locale"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ])
             .output()
             .map_err(|e| format!("running initdb: {e}"))?;
         if !out.status.success() {
@@ -107,7 +115,10 @@ impl Cluster {
 
     /// The URL of database `db` (`postgresql:///DB?host=DIR&user=postgres`).
     pub fn url(&self, db: &str) -> String {
-        format!("postgresql:///{db}?host={}&user=postgres", self.dir.display())
+        format!(
+            "postgresql:///{db}?host={}&user=postgres",
+            self.dir.display()
+        )
     }
 
     /// Creates database `name`; returns its URL.
@@ -134,11 +145,24 @@ impl Cluster {
             .command("psql")
             .arg("-h")
             .arg(&self.dir)
-            .args(["-U", "postgres", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
+            .args([
+                "-U",
+                "postgres",
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .map_err(|e| format!("running psql: {e}"))?;
         if !out.status.success() {
-            return Err(format!("psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "psql {sql:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
@@ -156,7 +180,14 @@ impl Cluster {
             .arg(self.data())
             .arg("-k")
             .arg(&self.dir)
-            .args(["-c", "listen_addresses=", "-c", "fsync=off", "-c", "max_connections=200"])
+            .args([
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

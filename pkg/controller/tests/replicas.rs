@@ -82,9 +82,10 @@ fn poll_all(
         .map(|(i, d)| {
             let (d, state, bases) = (d.clone(), s.src.clone(), s.bases.clone());
             let etag = etags.as_ref().map(|e| e[i].clone());
-            tokio::spawn(
-                async move { d.poll_until(&state, &bases, (i + 1) % 2, min_generation, etag).await },
-            )
+            tokio::spawn(async move {
+                d.poll_until(&state, &bases, (i + 1) % 2, min_generation, etag)
+                    .await
+            })
         })
         .collect()
 }
@@ -92,9 +93,11 @@ fn poll_all(
 fn wait_polls(s: &Setup, per_replica: &[u64]) {
     for (r, want) in s.replicas.iter().zip(per_replica) {
         if *want > 0 {
-            wait_for("long-polls waiting on a replica", Duration::from_secs(60), || {
-                r.stat("long_polls_waiting") >= *want
-            });
+            wait_for(
+                "long-polls waiting on a replica",
+                Duration::from_secs(60),
+                || r.stat("long_polls_waiting") >= *want,
+            );
         }
     }
 }
@@ -130,7 +133,11 @@ async fn a_config_set_through_one_replica_wakes_long_polls_on_every_replica() {
         lat[n * 99 / 100],
         lat[n - 1]
     );
-    assert_eq!(from_other, n.div_ceil(2), "half the fleet was woken by replica 1");
+    assert_eq!(
+        from_other,
+        n.div_ceil(2),
+        "half the fleet was woken by replica 1"
+    );
     assert!(s.replicas[1].stat("notifications_received") >= n as u64);
 }
 
@@ -160,7 +167,10 @@ async fn a_replica_killed_during_a_push_loses_no_device() {
     let mut moved = 0;
     for p in polls {
         let got = p.await.unwrap();
-        assert_eq!(got.payload.generation, 1, "every device got the pushed config");
+        assert_eq!(
+            got.payload.generation, 1,
+            "every device got the pushed config"
+        );
         moved += usize::from(got.from == 0);
     }
     eprintln!("{n} devices: {moved} answered by the surviving replica");
@@ -191,9 +201,11 @@ async fn replicas_reconnect_after_a_postgres_restart_and_catch_up() {
     let catch_ups = s.replicas[1].stat("catch_ups");
     s.pg.stop_fast();
     s.pg.resume().unwrap();
-    wait_for("replica 1 to reconnect and catch up", Duration::from_secs(30), || {
-        s.replicas[1].stat("catch_ups") > catch_ups
-    });
+    wait_for(
+        "replica 1 to reconnect and catch up",
+        Duration::from_secs(30),
+        || s.replicas[1].stat("catch_ups") > catch_ups,
+    );
     set_config_all(&s.replicas[0], s._dir.path(), 1);
     let mut etags = Vec::new();
     for p in polls {
@@ -214,9 +226,8 @@ async fn replicas_reconnect_after_a_postgres_restart_and_catch_up() {
     .unwrap();
     set_config_all(&s.replicas[0], s._dir.path(), 2);
     // replica 1 could not have heard it: it holds no connection
-    let held = s
-        .pg
-        .psql(
+    let held =
+        s.pg.psql(
             "outpost",
             "SELECT count(*) FROM pg_stat_activity WHERE usename = 'replica1'",
         )
@@ -225,7 +236,10 @@ async fn replicas_reconnect_after_a_postgres_restart_and_catch_up() {
     s.pg.psql("outpost", "ALTER ROLE replica1 LOGIN").unwrap();
     for p in polls {
         let got = p.await.unwrap();
-        assert_eq!(got.payload.generation, 2, "the catch-up delivered the missed config");
+        assert_eq!(
+            got.payload.generation, 2,
+            "the catch-up delivered the missed config"
+        );
     }
     assert!(s.replicas[1].stat("catch_ups") > catch_ups);
 }

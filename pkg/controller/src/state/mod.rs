@@ -16,14 +16,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::db::{Db, DeviceRecord};
-use crate::store::pg::PgStore;
-use crate::store::Store;
 use crate::error::Result;
 use crate::layout::{self, StateDir};
 use crate::limits::{Limits, Stats};
 use crate::pki::{self, Ca};
 use crate::reply::Failure;
 use crate::signing::Signer;
+use crate::store::pg::PgStore;
+use crate::store::Store;
 
 pub use configs::{ConfigSet, CurrentConfig};
 pub use devices::Registered;
@@ -164,8 +164,8 @@ impl Controller {
             Some(url) => {
                 let settings = local.settings()?;
                 drop(local);
-                let pg = tokio::runtime::Handle::current()
-                    .block_on(PgStore::connect(url, settings))?;
+                let pg =
+                    tokio::runtime::Handle::current().block_on(PgStore::connect(url, settings))?;
                 let follow = Some(pg.config().clone());
                 (Box::new(pg), follow)
             }

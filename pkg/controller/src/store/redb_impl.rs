@@ -23,7 +23,10 @@ impl Store for Db {
     }
     fn devices_of(&self, uuids: &[String]) -> Result<Vec<DeviceRecord>> {
         let all = Db::devices(self)?;
-        Ok(all.into_iter().filter(|d| uuids.contains(&d.uuid)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|d| uuids.contains(&d.uuid))
+            .collect())
     }
     fn add_device(&self, record: DeviceRecord) -> Result<AddOutcome> {
         Db::add_device(self, record)

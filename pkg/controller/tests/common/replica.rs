@@ -58,19 +58,24 @@ impl Replica {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(a) = line.strip_prefix("listening on https://") {
                     let _ = tx.send(a.parse::<SocketAddr>().unwrap());
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            panic!(
-                "replica {} did not start:\n{}",
-                dir.display(),
-                std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
-            )
-        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "replica {} did not start:\n{}",
+                    dir.display(),
+                    std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+                )
+            });
         Replica {
             state,
             addr,
@@ -103,7 +108,9 @@ impl Replica {
         let (ok, out, err) = self.cli(&["stats", "--json"]);
         assert!(ok, "stats: {err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["stats"][name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {out}"))
+        v["stats"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name} in {out}"))
     }
 
     /// The server log.
@@ -124,7 +131,11 @@ impl Drop for Replica {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
-            eprintln!("--- log of replica {} ---\n{}", self.state.root().display(), self.log());
+            eprintln!(
+                "--- log of replica {} ---\n{}",
+                self.state.root().display(),
+                self.log()
+            );
         }
     }
 }
@@ -189,7 +200,11 @@ impl SimDevice {
         let mut i = start;
         let mut etag = etag;
         loop {
-            assert!(Instant::now() < deadline, "device {} got no config", self.uuid);
+            assert!(
+                Instant::now() < deadline,
+                "device {} got no config",
+                self.uuid
+            );
             let url = format!("{}/devices/{}/config?wait=60", bases[i], self.uuid);
             let mut req = self.client.get(url);
             if let Some(e) = &etag {

@@ -23,7 +23,8 @@ fn config_rows(rows: Vec<tokio_postgres::Row>) -> Vec<(String, ConfigRecord)> {
         .collect()
 }
 
-const UPSERT_DEVICE: &str = "INSERT INTO devices (uuid, name, serial, record) VALUES ($1, $2, $3, $4)
+const UPSERT_DEVICE: &str =
+    "INSERT INTO devices (uuid, name, serial, record) VALUES ($1, $2, $3, $4)
      ON CONFLICT (uuid) DO UPDATE SET record = EXCLUDED.record";
 
 impl PgStore {
@@ -167,7 +168,10 @@ impl PgStore {
         self.run(async {
             let client = self.client("deleting a device").await?;
             let row = client
-                .query_opt("DELETE FROM devices WHERE uuid = $1 RETURNING record", &[&uuid])
+                .query_opt(
+                    "DELETE FROM devices WHERE uuid = $1 RETURNING record",
+                    &[&uuid],
+                )
                 .await
                 .map_err(self.fail(format!("deleting device {uuid}")))?;
             let Some(row) = row else {
@@ -178,14 +182,20 @@ impl PgStore {
         })
     }
 
-    pub(crate) fn pg_configs(&self, uuids: Option<&[String]>) -> Result<Vec<(String, ConfigRecord)>> {
+    pub(crate) fn pg_configs(
+        &self,
+        uuids: Option<&[String]>,
+    ) -> Result<Vec<(String, ConfigRecord)>> {
         self.run(async {
             let client = self.client("listing configs").await?;
             let rows = match uuids {
                 None => client.query("SELECT uuid, record FROM configs", &[]).await,
                 Some(u) => {
                     client
-                        .query("SELECT uuid, record FROM configs WHERE uuid = ANY($1)", &[&u])
+                        .query(
+                            "SELECT uuid, record FROM configs WHERE uuid = ANY($1)",
+                            &[&u],
+                        )
                         .await
                 }
             }
@@ -256,9 +266,7 @@ impl PgStore {
             )
             .await
             .map_err(self.fail("storing configs"))?;
-            tx.commit()
-                .await
-                .map_err(self.fail("committing configs"))?;
+            tx.commit().await.map_err(self.fail("committing configs"))?;
             let changed: Vec<String> = out.iter().map(|(u, _)| u.clone()).collect();
             self.notify(&client, &changed).await;
             Ok(out)

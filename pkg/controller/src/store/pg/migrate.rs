@@ -61,7 +61,10 @@ async fn apply(client: &mut deadpool_postgres::Client, label: &str) -> Result<()
         .await
         .map_err(fail("creating schema_migrations".into()))?;
     let row = client
-        .query_one("SELECT coalesce(max(version), 0) FROM schema_migrations", &[])
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
         .await
         .map_err(fail("reading schema_migrations".into()))?;
     let current: i64 = row.get(0);

@@ -136,15 +136,21 @@ impl PgStore {
 
     /// A pooled connection.
     async fn client(&self, context: &str) -> Result<deadpool_postgres::Client> {
-        self.pool.get().await.map_err(|e| ControllerError::Postgres {
-            database: self.label.clone(),
-            context: format!("{context}: getting a connection"),
-            message: error_text(&e),
-        })
+        self.pool
+            .get()
+            .await
+            .map_err(|e| ControllerError::Postgres {
+                database: self.label.clone(),
+                context: format!("{context}: getting a connection"),
+                message: error_text(&e),
+            })
     }
 
     /// A `map_err` builder for driver errors.
-    fn fail(&self, context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> ControllerError + '_ {
+    fn fail(
+        &self,
+        context: impl Into<String>,
+    ) -> impl FnOnce(tokio_postgres::Error) -> ControllerError + '_ {
         let context = context.into();
         move |e| ControllerError::Postgres {
             database: self.label.clone(),

@@ -132,9 +132,7 @@ impl PgStore {
             meta.next += 1;
             self.trim_and_save(&tx, uuid, "metrics", &mut meta, keep)
                 .await?;
-            tx.commit()
-                .await
-                .map_err(self.fail("committing metrics"))?;
+            tx.commit().await.map_err(self.fail("committing metrics"))?;
             Ok(true)
         })
     }
@@ -203,9 +201,7 @@ impl PgStore {
             let dropped = self
                 .trim_and_save(&tx, uuid, "logs", &mut meta, keep)
                 .await?;
-            tx.commit()
-                .await
-                .map_err(self.fail("committing logs"))?;
+            tx.commit().await.map_err(self.fail("committing logs"))?;
             Ok(Some(LogAppend {
                 acked: batch,
                 stored: true,
@@ -225,7 +221,9 @@ impl PgStore {
                 )
                 .await
                 .map_err(self.fail(format!("reading the log ring of {uuid}")))?;
-            Ok(row.map(|r| r.get::<_, Json<RingMeta>>(0).0).unwrap_or_default())
+            Ok(row
+                .map(|r| r.get::<_, Json<RingMeta>>(0).0)
+                .unwrap_or_default())
         })
     }
 
