@@ -1,5 +1,7 @@
 //! `outpost-controller` as a process: a private state directory, real TLS
-//! on a loopback port, its admin CLI.
+//! on a loopback port, its admin CLI. With
+//! `OUTPOST_CONTROLLER_BACKEND=postgres` it keeps its state in a private
+//! PostgreSQL cluster (`serve --database`) instead of redb.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,6 +19,8 @@ pub struct Controller {
     pub addr: String,
     /// The server process.
     pub child: Option<Child>,
+    /// The private PostgreSQL cluster and database URL (postgres backend).
+    pub pg: Option<(outpost_controller::pgtest::Cluster, String)>,
 }
 
 /// A free loopback port (bound and released; good enough on a test box).
@@ -36,10 +40,17 @@ impl Controller {
             .tempdir_in("/tmp")
             .unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
+        let pg =
+            (std::env::var("OUTPOST_CONTROLLER_BACKEND").as_deref() == Ok("postgres")).then(|| {
+                let cluster = outpost_controller::pgtest::Cluster::start().unwrap();
+                let url = cluster.create_db("outpost").unwrap();
+                (cluster, url)
+            });
         let c = Controller {
             state,
             addr,
             child: None,
+            pg,
         };
         let mut args = vec![
             "init",
@@ -82,10 +93,15 @@ impl Controller {
             .append(true)
             .open(self.dir().join("serve.log"))
             .unwrap();
-        let mut child = Command::new(workspace_bin("outpost-controller"))
+        let mut cmd = Command::new(workspace_bin("outpost-controller"));
+        if let Some((_, url)) = &self.pg {
+            cmd.arg("serve").arg("--database").arg(url);
+        } else {
+            cmd.arg("serve");
+        }
+        let mut child = cmd
             .arg("--state")
             .arg(self.dir())
-            .arg("serve")
             .arg("--listen")
             .arg(&self.addr)
             .stdout(Stdio::piped())
