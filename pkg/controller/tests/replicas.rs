@@ -243,3 +243,56 @@ async fn replicas_reconnect_after_a_postgres_restart_and_catch_up() {
     }
     assert!(s.replicas[1].stat("catch_ups") > catch_ups);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_recorded_and_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path().join("state"));
+    common::init_state(&state);
+    let (pg, url) = tokio::task::spawn_blocking(common::private_postgres)
+        .await
+        .unwrap();
+    let open = |url: String| {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            outpost_controller::state::Controller::open_with(
+                state,
+                false,
+                outpost_controller::Limits::default(),
+                Some(&url),
+            )
+            .map(drop)
+        })
+    };
+    open(url.clone()).await.unwrap().unwrap();
+    // a second replica starting on the migrated database applies nothing
+    open(url.clone()).await.unwrap().unwrap();
+    let applied = pg
+        .psql(
+            "outpost",
+            "SELECT string_agg(version || ':' || name, ',') FROM schema_migrations",
+        )
+        .unwrap();
+    assert_eq!(applied, "1:initial");
+    pg.psql(
+        "outpost",
+        "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')",
+    )
+    .unwrap();
+    let err = open(url.clone()).await.unwrap().unwrap_err().to_string();
+    assert!(
+        err.contains("schema version 99, newer than this binary's 1"),
+        "{err}"
+    );
+    assert!(!err.contains("password"), "{err}");
+    // a bad URL names the problem, not the secret
+    let err = open("postgres://u:s3cret@[bad".into())
+        .await
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--database") && !err.contains("s3cret"),
+        "{err}"
+    );
+}
