@@ -148,32 +148,31 @@ async fn a_replica_killed_during_a_push_loses_no_device() {
     let devices = fleet(&s, n).await;
     let polls = poll_all(&s, &devices, 1, None);
     wait_polls(&s, &[(n / 2) as u64, n.div_ceil(2) as u64]);
-    // the push goes through replica 0; replica 1 is killed as soon as the
-    // first device has its config, while the others are being answered
-    let file = s._dir.path().join("config.yaml");
-    std::fs::write(&file, common::doc(1)).unwrap();
-    let mut push = std::process::Command::new(common::replica::BIN)
-        .arg("--state")
-        .arg(s.replicas[0].state.root())
-        .args(["device", "set-config", "--all", file.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut polls = polls.into_iter();
-    let first = polls.next().unwrap().await.unwrap();
+    // Replica 1 hangs (SIGSTOP) so the push through replica 0 reaches only
+    // replica 0's half of the fleet; then, mid-push, replica 1 is killed:
+    // its devices' connections drop and they reconnect to replica 0.
+    s.replicas[1].freeze();
+    set_config_all(&s.replicas[0], s._dir.path(), 1);
+    let (on_zero, on_one): (Vec<_>, Vec<_>) = polls
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| (i + 1) % 2 == 0);
+    for (_, p) in on_zero {
+        assert_eq!(p.await.unwrap().payload.generation, 1);
+    }
     s.replicas[1].kill9();
-    assert!(push.wait().unwrap().success());
-    assert_eq!(first.payload.generation, 1);
     let mut moved = 0;
-    for p in polls {
+    for (_, p) in on_one {
         let got = p.await.unwrap();
         assert_eq!(
             got.payload.generation, 1,
             "every device got the pushed config"
         );
-        moved += usize::from(got.from == 0);
+        assert_eq!(got.from, 0, "answered by the surviving replica");
+        moved += 1;
     }
-    eprintln!("{n} devices: {moved} answered by the surviving replica");
+    assert_eq!(moved, n.div_ceil(2));
+    eprintln!("{n} devices: {moved} reconnected to the surviving replica and got the push");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

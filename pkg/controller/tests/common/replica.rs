@@ -118,6 +118,14 @@ impl Replica {
         std::fs::read_to_string(self.state.root().join("serve.log")).unwrap_or_default()
     }
 
+    /// SIGSTOP: the process stays, its connections hang.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.child {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        }
+    }
+
     /// SIGKILL, no shutdown.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
