@@ -40,9 +40,15 @@ impl Controller {
     /// Follows the other replicas' changes until shutdown (a no-op for a
     /// store of our own). Reconnects with a growing delay (0.1 s to 2 s).
     pub async fn follow(self: Arc<Self>) {
-        let Some(config) = self.follow.clone() else {
+        let Some(mut config) = self.follow.clone() else {
             return;
         };
+        // a dead peer is noticed (and a catch-up follows the reconnect)
+        config
+            .connect_timeout(Duration::from_secs(10))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .application_name("outpost-controller LISTEN");
         let label = describe(&config);
         let mut shutdown = self.shutdown.subscribe();
         let mut delay = Duration::from_millis(100);
