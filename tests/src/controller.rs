@@ -71,6 +71,47 @@ impl Controller {
         self.state.path()
     }
 
+    /// Snapshots the stored state while the server is stopped (the redb
+    /// file, or a copy of the PostgreSQL database), for [`Self::restore`].
+    pub fn backup(&self) {
+        assert!(self.child.is_none(), "stop the controller first");
+        match &self.pg {
+            None => {
+                let db = self.dir().join("controller.redb");
+                std::fs::copy(&db, db.with_extension("redb.backup")).unwrap();
+            }
+            Some((c, _)) => {
+                c.psql("postgres", "DROP DATABASE IF EXISTS outpost_backup")
+                    .unwrap();
+                c.psql(
+                    "postgres",
+                    "CREATE DATABASE outpost_backup TEMPLATE outpost",
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    /// Puts the [`Self::backup`] back (server stopped).
+    pub fn restore(&self) {
+        assert!(self.child.is_none(), "stop the controller first");
+        match &self.pg {
+            None => {
+                let db = self.dir().join("controller.redb");
+                std::fs::copy(db.with_extension("redb.backup"), &db).unwrap();
+            }
+            Some((c, _)) => {
+                c.psql("postgres", "DROP DATABASE outpost WITH (FORCE)")
+                    .unwrap();
+                c.psql(
+                    "postgres",
+                    "CREATE DATABASE outpost TEMPLATE outpost_backup",
+                )
+                .unwrap();
+            }
+        }
+    }
+
     /// The device bundle `init` wrote.
     pub fn bundle(&self) -> PathBuf {
         self.dir().join("device-config")
