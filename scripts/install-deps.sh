@@ -29,6 +29,7 @@ PACKAGES=(
   qemu-system-x86       # device image boot test (make image-test)
   chromium              # web console tests: headless browser (tests/tests/console.rs)
   chromium-driver       # (idem) chromedriver, the WebDriver server the tests start
+  postgresql            # controller's PostgreSQL backend: tests run private clusters (initdb, unix socket)
 )
 PACKAGES+=("$@")
 

@@ -19,6 +19,16 @@ pub struct Controller {
 impl Controller {
     /// `init` (open onboarding) + `serve` on a free loopback port.
     pub fn start(bin: &Path) -> Result<Controller> {
+        Self::start_on(bin, None, None)
+    }
+
+    /// [`Controller::start`] with `serve --database URL` (PostgreSQL);
+    /// `copy_of`: a copy of that replica's state dir instead of a new `init`.
+    pub fn start_on(
+        bin: &Path,
+        database: Option<&str>,
+        copy_of: Option<&Controller>,
+    ) -> Result<Controller> {
         let state = tempfile::Builder::new()
             .prefix("outpost-bench-ctl")
             .tempdir_in("/tmp")?;
@@ -26,19 +36,38 @@ impl Controller {
             .local_addr()?
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let st = Command::new(bin)
-            .arg("--state")
-            .arg(state.path())
-            .args(["init", "--server", &addr, "--open-onboarding"])
-            .stdout(Stdio::null())
-            .status()?;
-        if !st.success() {
-            bail!("outpost-controller init failed");
+        match copy_of {
+            Some(other) => {
+                let st = Command::new("cp")
+                    .arg("-a")
+                    .arg(format!("{}/.", other.state.path().display()))
+                    .arg(state.path())
+                    .status()?;
+                if !st.success() {
+                    bail!("copying the state dir failed");
+                }
+                let _ = std::fs::remove_file(state.path().join("admin.sock"));
+            }
+            None => {
+                let st = Command::new(bin)
+                    .arg("--state")
+                    .arg(state.path())
+                    .args(["init", "--server", &addr, "--open-onboarding"])
+                    .stdout(Stdio::null())
+                    .status()?;
+                if !st.success() {
+                    bail!("outpost-controller init failed");
+                }
+            }
         }
-        let mut child = Command::new(bin)
-            .arg("--state")
+        let mut cmd = Command::new(bin);
+        cmd.arg("--state")
             .arg(state.path())
-            .args(["serve", "--listen", &addr])
+            .args(["serve", "--listen", &addr]);
+        if let Some(url) = database {
+            cmd.args(["--database", url, "--open-onboarding"]);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .env("RUST_LOG", "warn")

@@ -1,5 +1,7 @@
 //! `outpost-controller` as a process: a private state directory, real TLS
-//! on a loopback port, its admin CLI.
+//! on a loopback port, its admin CLI. With
+//! `OUTPOST_CONTROLLER_BACKEND=postgres` it keeps its state in a private
+//! PostgreSQL cluster (`serve --database`) instead of redb.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ pub struct Controller {
     pub child: Option<Child>,
     /// `127.0.0.1:<port>` of the HTTPS admin API and console, once enabled.
     pub admin_addr: Option<String>,
+    /// The private PostgreSQL cluster and database URL (postgres backend).
+    pub pg: Option<(outpost_controller::pgtest::Cluster, String)>,
 }
 
 /// A free loopback port (bound and released; good enough on a test box).
@@ -38,11 +42,18 @@ impl Controller {
             .tempdir_in("/tmp")
             .unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
+        let pg =
+            (std::env::var("OUTPOST_CONTROLLER_BACKEND").as_deref() == Ok("postgres")).then(|| {
+                let cluster = outpost_controller::pgtest::Cluster::start().unwrap();
+                let url = cluster.create_db("outpost").unwrap();
+                (cluster, url)
+            });
         let c = Controller {
             state,
             addr,
             child: None,
             admin_addr: None,
+            pg,
         };
         let mut args = vec![
             "init",
@@ -61,6 +72,47 @@ impl Controller {
     /// The state directory.
     pub fn dir(&self) -> &Path {
         self.state.path()
+    }
+
+    /// Snapshots the stored state while the server is stopped (the redb
+    /// file, or a copy of the PostgreSQL database), for [`Self::restore`].
+    pub fn backup(&self) {
+        assert!(self.child.is_none(), "stop the controller first");
+        match &self.pg {
+            None => {
+                let db = self.dir().join("controller.redb");
+                std::fs::copy(&db, db.with_extension("redb.backup")).unwrap();
+            }
+            Some((c, _)) => {
+                c.psql("postgres", "DROP DATABASE IF EXISTS outpost_backup")
+                    .unwrap();
+                c.psql(
+                    "postgres",
+                    "CREATE DATABASE outpost_backup TEMPLATE outpost",
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    /// Puts the [`Self::backup`] back (server stopped).
+    pub fn restore(&self) {
+        assert!(self.child.is_none(), "stop the controller first");
+        match &self.pg {
+            None => {
+                let db = self.dir().join("controller.redb");
+                std::fs::copy(db.with_extension("redb.backup"), &db).unwrap();
+            }
+            Some((c, _)) => {
+                c.psql("postgres", "DROP DATABASE outpost WITH (FORCE)")
+                    .unwrap();
+                c.psql(
+                    "postgres",
+                    "CREATE DATABASE outpost TEMPLATE outpost_backup",
+                )
+                .unwrap();
+            }
+        }
     }
 
     /// The device bundle `init` wrote.
@@ -109,10 +161,15 @@ impl Controller {
             .append(true)
             .open(self.dir().join("serve.log"))
             .unwrap();
-        let mut child = Command::new(workspace_bin("outpost-controller"))
+        let mut cmd = Command::new(workspace_bin("outpost-controller"));
+        if let Some((_, url)) = &self.pg {
+            cmd.arg("serve").arg("--database").arg(url);
+        } else {
+            cmd.arg("serve");
+        }
+        let mut child = cmd
             .arg("--state")
             .arg(self.dir())
-            .arg("serve")
             .arg("--listen")
             .arg(&self.addr)
             .args(&admin)

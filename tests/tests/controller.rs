@@ -413,9 +413,7 @@ async fn a_replayed_older_generation_is_refused() {
 
     // A backup of the controller taken at generation 1 …
     ctl.stop();
-    let db = ctl.dir().join("controller.redb");
-    let backup = ctl.dir().join("controller.redb.gen1");
-    std::fs::copy(&db, &backup).unwrap();
+    ctl.backup();
     ctl.start();
     let other = app_yaml(&env.uuid(2), "other", 2, "hello", "");
     assert_eq!(ctl.set_config(&dev, &format!("apps:\n{hello}{other}")).0, 0);
@@ -423,7 +421,7 @@ async fn a_replayed_older_generation_is_refused() {
 
     // … restored: the controller now serves the (validly signed) generation 1.
     ctl.stop();
-    std::fs::copy(&backup, &db).unwrap();
+    ctl.restore();
     ctl.start();
     wait_until("the replay refused", Duration::from_secs(60), || {
         env.outpost(&["version"])

@@ -58,6 +58,16 @@ pub enum ControllerError {
         /// The redb error.
         source: Box<redb::Error>,
     },
+    /// A PostgreSQL operation failed (the database is named without its password).
+    #[error("PostgreSQL {database}: {context}: {message}")]
+    Postgres {
+        /// `database NAME on HOST as USER`.
+        database: String,
+        /// What was being done.
+        context: String,
+        /// The driver's or the server's error text.
+        message: String,
+    },
     /// A stored record no longer decodes.
     #[error("database {}: {what} does not decode: {source}", path.display())]
     Corrupt {

@@ -14,8 +14,14 @@
 //!   which the `device …` commands use because redb is single-process;
 //!   with `--admin-listen`, the same admin routes over HTTPS with tokens and
 //!   the web console ([`console`]), see [`admin::https`].
+//! * [`store::Store`] is the storage: the embedded redb file ([`db::Db`],
+//!   the default) or PostgreSQL ([`store::pg::PgStore`], `serve --database`),
+//!   which any number of `serve` replicas share; they follow each other's
+//!   changes by `LISTEN`/`NOTIFY` plus a catch-up on every (re)connect
+//!   (`docs/controller-replicas.md`). [`pgtest`] runs a private cluster
+//!   for tests and benchmarks.
 //! * [`state::Controller`] keeps devices and each one's current signed
-//!   config in memory, in front of [`db::Db`]; a config long-poll waits on
+//!   config in memory, in front of the store; a config long-poll waits on
 //!   the device's `tokio::sync::watch` channel, so hundreds of waiting
 //!   devices cost one task each and no polling (`tests/fleet.rs`: 500
 //!   waiting devices all hold a `set-config --all` within ~0.15 s).
@@ -48,8 +54,11 @@
 //! * No key rotation command: the CA, server, signing and onboarding
 //!   certificates live 10 years; device certificates one year, renewed by
 //!   registering again with the same key.
-//! * Every upload is its own durable (fsync) redb transaction; with many
+//! * Every upload is its own durable (fsync) transaction; with many
 //!   devices sending small log batches the disk's fsync rate is the bound.
+//! * On PostgreSQL, `device logs -f` is woken by uploads stored through the
+//!   same replica only; no TLS to the database (unix socket or a private
+//!   network).
 //! * `last seen` is kept in memory; after a restart it falls back to the
 //!   time of the device's last `info`.
 //! * HTTP/1.1 only (ALPN `http/1.1`); an idle keep-alive connection is closed
@@ -69,11 +78,13 @@ pub mod init;
 pub mod layout;
 pub mod limits;
 pub mod names;
+pub mod pgtest;
 pub mod pki;
 pub mod reply;
 pub mod server;
 pub mod signing;
 pub mod state;
+pub mod store;
 
 pub use error::{ControllerError, Result};
 pub use layout::StateDir;

@@ -91,6 +91,12 @@ counters! {
     body_timeouts,
     /// Config long-polls waiting now.
     long_polls_waiting,
+    /// Change notifications (PostgreSQL `NOTIFY`) received from other replicas.
+    notifications_received,
+    /// Notifications dropped because the queue was full (a catch-up follows).
+    notifications_dropped,
+    /// Catch-ups run against the shared database (on every (re)connect).
+    catch_ups,
     /// Log batches stored.
     log_batches_stored,
     /// Log batches acknowledged again without storing (already held).

@@ -54,6 +54,11 @@ enum Command {
         /// on this HOST:PORT (off by default; never on the device port).
         #[arg(long)]
         admin_listen: Option<String>,
+        /// Keep state in PostgreSQL (`postgres://USER@HOST/DB` or
+        /// `postgresql:///DB?host=/socket/dir`) instead of the state dir's
+        /// redb file; any number of `serve` replicas may share it.
+        #[arg(long, env = "OUTPOST_CONTROLLER_DATABASE")]
+        database: Option<String>,
     },
     /// Admin API tokens for `serve --admin-listen` (works on the state dir).
     Token {
@@ -123,10 +128,12 @@ impl Command {
                 listen,
                 open_onboarding,
                 admin_listen,
+                database,
             } => cli::Action::Serve {
                 listen,
                 open_onboarding,
                 admin_listen,
+                database,
             },
             Command::Token { command } => cli::Action::Token(command),
             Command::Device { command } => cli::Action::Device(command),

@@ -90,6 +90,7 @@ pub enum Action {
         listen: Option<String>,
         open_onboarding: bool,
         admin_listen: Option<String>,
+        database: Option<String>,
     },
     Token(TokenCommand),
     Device(DeviceCommand),
@@ -118,7 +119,14 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
             listen,
             open_onboarding,
             admin_listen,
-        } => runtime()?.block_on(serve(state, listen, open_onboarding, admin_listen)),
+            database,
+        } => runtime()?.block_on(serve(
+            state,
+            listen,
+            open_onboarding,
+            admin_listen,
+            database,
+        )),
         Action::Token(cmd) => {
             state.require_initialised()?;
             tokens::run(&state, cmd)
@@ -175,11 +183,13 @@ async fn serve(
     listen: Option<String>,
     open_onboarding: bool,
     admin_listen: Option<String>,
+    database: Option<String>,
 ) -> Result<()> {
     let mut opts = ServeOptions::new(state);
     opts.listen = listen;
     opts.open_onboarding = open_onboarding;
     opts.admin_listen = admin_listen;
+    opts.database = database;
     let server = Server::bind(opts).await?;
     let addr = server.local_addr();
     let mut out = std::io::stdout();

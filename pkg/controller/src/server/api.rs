@@ -99,14 +99,14 @@ async fn register(
 
 /// A device's JSON upload: authorized for `uuid`, size and time bounded.
 async fn device_json<T: serde::de::DeserializeOwned>(
-    c: &Controller,
+    c: &Arc<Controller>,
     peer: &Peer,
     uuid: &str,
     headers: &HeaderMap,
     body: Body,
     what: &str,
 ) -> Result<(Arc<crate::state::DeviceSlot>, T), Failure> {
-    let slot = c.authorize_device(peer.fingerprint.as_deref(), uuid)?;
+    let slot = c.authorize(peer.fingerprint.as_deref(), uuid).await?;
     let l = &c.limits;
     let value = read_json(
         headers,
@@ -153,7 +153,7 @@ async fn logs(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Failure> {
-    let slot = c.authorize_device(peer.fingerprint.as_deref(), &uuid)?;
+    let slot = c.authorize(peer.fingerprint.as_deref(), &uuid).await?;
     let batch: u64 = headers
         .get(BATCH_HEADER)
         .and_then(|v| v.to_str().ok())

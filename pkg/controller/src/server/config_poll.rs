@@ -105,7 +105,7 @@ pub async fn get_config(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let slot = c.authorize_device(peer.fingerprint.as_deref(), &uuid)?;
+    let slot = c.authorize(peer.fingerprint.as_deref(), &uuid).await?;
     let answer = wait_for_config(&c, &slot, &uuid, query.as_deref(), &headers).await;
     slot.touch();
     answer

@@ -37,6 +37,9 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// HTTPS admin API + web console address (`None`: off).
     pub admin_listen: Option<String>,
+    /// PostgreSQL URL or connection string (`None`: the state dir's redb
+    /// file). Any number of servers may share one database.
+    pub database: Option<String>,
 }
 
 impl ServeOptions {
@@ -48,6 +51,7 @@ impl ServeOptions {
             open_onboarding: false,
             limits: Limits::default(),
             admin_listen: None,
+            database: None,
         }
     }
 }
@@ -80,7 +84,12 @@ impl Server {
         let controller = {
             let opts = opts.clone();
             tokio::task::spawn_blocking(move || {
-                Controller::open(opts.state, opts.open_onboarding, opts.limits)
+                Controller::open_with(
+                    opts.state,
+                    opts.open_onboarding,
+                    opts.limits,
+                    opts.database.as_deref(),
+                )
             })
             .await
             .map_err(|e| ControllerError::Invalid(format!("opening the state: {e}")))??
@@ -146,6 +155,7 @@ impl Server {
         ));
         let https_task =
             admin_https.map(|l| tokio::spawn(l.serve(controller.clone(), stop_rx.clone())));
+        let follower = tokio::spawn(controller.clone().follow());
         let max = controller.limits.max_connections;
         let slots = Arc::new(Semaphore::new(max));
         let cx = connection::ConnContext {
@@ -187,6 +197,7 @@ impl Server {
         if let Some(t) = https_task {
             let _ = t.await;
         }
+        let _ = follower.await;
         let _ = std::fs::remove_file(controller.state_dir().admin_socket());
         Ok(())
     }

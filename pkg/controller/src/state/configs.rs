@@ -87,7 +87,7 @@ fn make_record(
 impl Controller {
     /// Publishes a stored config to the device's long-polls (never going
     /// back to an older generation if two changes race).
-    fn publish(&self, uuid: &str, stored: &ConfigRecord) {
+    pub(crate) fn publish(&self, uuid: &str, stored: &ConfigRecord) {
         let Some(slot) = self.slot(uuid) else {
             return;
         };
@@ -123,7 +123,9 @@ impl Controller {
         let _ops = self.ops.lock().await;
         let uuid = record.uuid.clone();
         let stored = self
-            .blocking(move |c| c.db.set_config(&uuid, |g| make_record(c, &uuid, &text, g)))
+            .blocking(move |c| {
+                crate::store::set_config(&*c.db, &uuid, &mut |u, g| make_record(c, u, &text, g))
+            })
             .await?;
         let Some(stored) = stored else {
             return Err(Failure::not_found(
@@ -157,7 +159,7 @@ impl Controller {
         let uuids: Vec<String> = devices.iter().map(|(u, _)| u.clone()).collect();
         let stored = self
             .blocking(move |c| {
-                c.db.set_configs(&uuids, |uuid, g| make_record(c, uuid, &text, g))
+                c.db.set_configs(&uuids, &mut |uuid, g| make_record(c, uuid, &text, g))
             })
             .await?;
         let mut out = Vec::with_capacity(stored.len());

@@ -33,7 +33,9 @@ impl Controller {
         let _ops = self.ops.lock().await;
         let outcome = self
             .blocking(move |c| {
-                c.db.register(&serial, &public_key, open, |uuid| csr.issue(&c.ca, uuid))
+                c.db.register(&serial, &public_key, open, &mut |uuid| {
+                    csr.issue(&c.ca, uuid)
+                })
             })
             .await?;
         let (status, record, issued) = match outcome {

@@ -1,9 +1,12 @@
 //! The running controller: the database plus what must be fast in memory
 //! (devices by certificate fingerprint, each device's current signed config
-//! and its watchers). Every change goes to redb first, then to memory.
+//! and its watchers). Every change goes to the store first, then to memory.
+//! With a shared store (PostgreSQL) the memory is a cache that
+//! [`follow`](Controller::follow) keeps up with the other replicas' changes.
 
 mod configs;
 mod devices;
+mod follow;
 mod uploads;
 
 use std::collections::HashMap;
@@ -19,6 +22,8 @@ use crate::limits::{Limits, Stats};
 use crate::pki::{self, Ca};
 use crate::reply::Failure;
 use crate::signing::Signer;
+use crate::store::pg::PgStore;
+use crate::store::Store;
 
 pub use configs::{ConfigSet, CurrentConfig};
 pub use devices::Registered;
@@ -104,7 +109,9 @@ pub enum Caller {
 
 /// The running controller.
 pub struct Controller {
-    pub(crate) db: Db,
+    pub(crate) db: Box<dyn Store>,
+    /// Connection settings of the shared database (PostgreSQL) to follow.
+    follow: Option<tokio_postgres::Config>,
     pub(crate) state: StateDir,
     pub(crate) ca: Ca,
     pub(crate) signer: Signer,
@@ -135,13 +142,37 @@ impl Controller {
     /// devices and configs into memory. `open_onboarding` adds to the
     /// setting stored by `init`.
     pub fn open(state: StateDir, open_onboarding: bool, limits: Limits) -> Result<Controller> {
+        Self::open_with(state, open_onboarding, limits, None)
+    }
+
+    /// [`Controller::open`] on the PostgreSQL database at `database`
+    /// (`None`: the state dir's redb file). The settings still come from
+    /// the state dir (`init`). Call it on the blocking pool of a runtime.
+    pub fn open_with(
+        state: StateDir,
+        open_onboarding: bool,
+        limits: Limits,
+        database: Option<&str>,
+    ) -> Result<Controller> {
         state.require_initialised()?;
         let ca = Ca::load(&state)?;
         let signer = Signer::load(&state)?;
         let onboarding_fingerprint = pki::cert_file_fingerprint(&state.file(layout::ONBOARD_CERT))?;
-        let db = Db::open(&state.database())?;
+        let local = Db::open(&state.database())?;
+        let (db, follow): (Box<dyn Store>, _) = match database {
+            None => (Box::new(local), None),
+            Some(url) => {
+                let settings = local.settings()?;
+                drop(local);
+                let pg =
+                    tokio::runtime::Handle::current().block_on(PgStore::connect(url, settings))?;
+                let follow = Some(pg.config().clone());
+                (Box::new(pg), follow)
+            }
+        };
         let settings = db.settings()?;
         let me = Controller {
+            follow,
             open_onboarding: open_onboarding || settings.open_onboarding,
             db,
             state,
@@ -182,9 +213,9 @@ impl Controller {
         self.signer.cert_pem()
     }
 
-    /// The database (read access for the admin API).
-    pub fn db(&self) -> &Db {
-        &self.db
+    /// The store (read access for the admin API).
+    pub fn db(&self) -> &dyn Store {
+        &*self.db
     }
 
     /// The device with this UUID.

@@ -1,6 +1,8 @@
 //! Shared set-up for the controller's integration tests: a real state dir
 //! (`init`), the real server in-process on 127.0.0.1:0 (real TLS, real
-//! redb file), and reqwest clients with rustls client configurations.
+//! redb file or, with `OUTPOST_CONTROLLER_BACKEND=postgres`, a private
+//! PostgreSQL cluster per harness), and reqwest clients with rustls
+//! client configurations.
 
 #![allow(dead_code)]
 
@@ -14,17 +16,24 @@ use base64::Engine;
 use outpost_api::cloud::{ConfigPayload, RegisterRequest, RegisterResponse, SignedEnvelope};
 use outpost_controller::init::{init, InitOptions};
 use outpost_controller::layout;
+use outpost_controller::pgtest::Cluster;
 use outpost_controller::state::Controller;
 use outpost_controller::{Limits, ServeOptions, Server, StateDir};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::oneshot;
 
+pub mod replica;
+
 /// A running controller.
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub state: StateDir,
     pub addr: SocketAddr,
+    /// The PostgreSQL URL when the backend is `postgres`.
+    pub database: Option<String>,
+    /// The private cluster (dropped after the server: see `Drop`).
+    pub pg: Option<Cluster>,
     controller: Option<Arc<Controller>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -39,6 +48,35 @@ pub struct Device {
     pub client: reqwest::Client,
 }
 
+/// The backend under test: `OUTPOST_CONTROLLER_BACKEND=redb` (default) or `postgres`.
+pub fn postgres_backend() -> bool {
+    match std::env::var("OUTPOST_CONTROLLER_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("redb") | Err(_) => false,
+        Ok(other) => panic!("OUTPOST_CONTROLLER_BACKEND={other:?}: expected redb or postgres"),
+    }
+}
+
+/// A private cluster with database `outpost`; returns it and the URL.
+pub fn private_postgres() -> (Cluster, String) {
+    let cluster = Cluster::start().expect("private PostgreSQL cluster");
+    let url = cluster.create_db("outpost").expect("createdb outpost");
+    (cluster, url)
+}
+
+/// `init` of a fresh state dir at `state`.
+pub fn init_state(state: &StateDir) {
+    init(
+        state,
+        &InitOptions {
+            server: "127.0.0.1:8443".into(),
+            names: vec!["localhost".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
 impl Harness {
     /// `init` in a temp dir, then serve with default limits.
     pub async fn start() -> Harness {
@@ -49,23 +87,26 @@ impl Harness {
     pub async fn start_with(open_onboarding: bool, limits: Limits) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path().join("state"));
-        init(
-            &state,
-            &InitOptions {
-                server: "127.0.0.1:8443".into(),
-                names: vec!["localhost".into()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        init_state(&state);
+        let (pg, database) = match postgres_backend() {
+            true => {
+                let (c, url) = tokio::task::spawn_blocking(private_postgres).await.unwrap();
+                (Some(c), Some(url))
+            }
+            false => (None, None),
+        };
         let mut opts = ServeOptions::new(state.clone());
         opts.listen = Some("127.0.0.1:0".into());
         opts.open_onboarding = open_onboarding;
         opts.limits = limits;
-        Self::serve(dir, state, opts).await
+        opts.database = database;
+        let mut h = Self::serve(dir, state, opts).await;
+        h.pg = pg;
+        h
     }
 
     async fn serve(dir: tempfile::TempDir, state: StateDir, opts: ServeOptions) -> Harness {
+        let database = opts.database.clone();
         let server = Server::bind(opts).await.unwrap();
         let addr = server.local_addr();
         let controller = server.controller();
@@ -82,6 +123,8 @@ impl Harness {
             dir,
             state,
             addr,
+            database,
+            pg: None,
             controller: Some(controller),
             stop: Some(tx),
             task: Some(task),
@@ -98,6 +141,7 @@ impl Harness {
         self.stop().await;
         let mut opts = ServeOptions::new(self.state.clone());
         opts.listen = Some(self.addr.to_string());
+        opts.database = self.database.clone();
         let server = Server::bind(opts).await.unwrap();
         self.controller = Some(server.controller());
         let (tx, rx) = oneshot::channel();
