@@ -365,26 +365,41 @@ impl<D: Driver> Reconciler<D> {
                         continue;
                     }
                 };
-                let Ok((job, outcome)) = joined else {
-                    continue;
-                };
-                // Waiting for an image is no outcome: no backoff, no
-                // change; the download wakes the loop when it ends.
-                let now = self.clock.now_ms();
-                let (t, uuid) = (&self.opts.tunables, job.action.uuid());
-                match outcome {
-                    Ok(Executed::WaitingForImage) => continue,
-                    Ok(Executed::Done) => {
-                        record_outcome(&mut self.history, uuid, &job.action, Ok(()), now, t)
-                    }
-                    Err(e) => {
-                        let failure = e.to_failure();
-                        record_failure_of(&mut self.history, uuid, &job.action, &failure, now, t);
-                    }
+                // Outcomes that arrived together are recorded and saved
+                // together (one transaction).
+                let mut done = vec![joined];
+                while let Some(j) = set.try_join_next() {
+                    done.push(j);
                 }
-                acted = true;
-                // One decision, one transaction.
-                self.persist_outcome(job.action.uuid());
+                let mut recorded = Vec::new();
+                for (job, outcome) in done.into_iter().flatten() {
+                    // Waiting for an image is no outcome: no backoff, no
+                    // change; the download wakes the loop when it ends.
+                    let now = self.clock.now_ms();
+                    let (t, uuid) = (&self.opts.tunables, job.action.uuid());
+                    match outcome {
+                        Ok(Executed::WaitingForImage) => continue,
+                        Ok(Executed::Done) => {
+                            record_outcome(&mut self.history, uuid, &job.action, Ok(()), now, t)
+                        }
+                        Err(e) => {
+                            let failure = e.to_failure();
+                            record_failure_of(
+                                &mut self.history,
+                                uuid,
+                                &job.action,
+                                &failure,
+                                now,
+                                t,
+                            );
+                        }
+                    }
+                    recorded.push(uuid.to_owned());
+                }
+                if !recorded.is_empty() {
+                    acted = true;
+                    self.persist_outcomes(&recorded);
+                }
             }
         }
         // Apps that now wait for a download show it at once.

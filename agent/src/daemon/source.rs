@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 
 use crate::daemon::snapshot::Current;
 
+/// How long a config file change settles before it is read.
+const DEBOUNCE: Duration = Duration::from_millis(25);
+
 /// A document as received, before parsing.
 #[derive(Clone, Debug)]
 pub struct RawConfig {
@@ -175,9 +178,10 @@ pub fn watch_file(path: PathBuf, tx: mpsc::Sender<RawConfig>) -> tokio::task::Jo
                 }
                 Err(_) => {}
             }
-            // Debounce: editors write in several steps.
+            // Debounce: editors write in several steps (a write that still
+            // lands in between is seen at the next event).
             tokio::select! {
-                _ = ev_rx.recv() => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ = ev_rx.recv() => tokio::time::sleep(DEBOUNCE).await,
                 _ = tokio::time::sleep(Duration::from_secs(30)) => {}
             }
             while ev_rx.try_recv().is_ok() {}

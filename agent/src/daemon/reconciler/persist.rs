@@ -123,15 +123,22 @@ impl<D: crate::daemon::driver::Driver> Reconciler<D> {
         failed.into_keys().collect()
     }
 
-    /// Saves one app's record after an action's outcome was recorded; on
-    /// failure the app is marked unsaved (the outcome stays in memory and
-    /// the next pass saves it again).
-    pub(super) fn persist_outcome(&mut self, uuid: &str) {
-        let failed = save_records(&self.store, &[(uuid, self.history.apps.get(uuid))]);
-        match failed.into_values().next() {
-            Some(e) => self.mark_unsaved(uuid, e),
-            None => {
-                self.unsaved.remove(uuid);
+    /// Saves the records of apps whose action outcomes were just recorded
+    /// (one transaction for outcomes that arrived together, app by app if
+    /// that fails); an app whose record fails is marked unsaved (the
+    /// outcome stays in memory and the next pass saves it again).
+    pub(super) fn persist_outcomes(&mut self, uuids: &[String]) {
+        let changes: Vec<(&str, Option<&AppRecord>)> = uuids
+            .iter()
+            .map(|u| (u.as_str(), self.history.apps.get(u)))
+            .collect();
+        let mut failed = save_records(&self.store, &changes);
+        for uuid in uuids {
+            match failed.remove(uuid) {
+                Some(e) => self.mark_unsaved(uuid, e),
+                None => {
+                    self.unsaved.remove(uuid);
+                }
             }
         }
     }
