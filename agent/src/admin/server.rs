@@ -20,7 +20,11 @@ use crate::daemon::state::{CounterKind, Shared};
 const MAX_EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Serves the admin API on `socket` until the task is dropped.
-pub async fn serve(shared: Arc<Shared>, socket: &Path) -> Result<()> {
+pub async fn serve(
+    shared: Arc<Shared>,
+    services: crate::daemon::services::Handle,
+    socket: &Path,
+) -> Result<()> {
     let dir = socket.parent().context("admin socket has no parent dir")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
@@ -35,9 +39,13 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path) -> Result<()> {
         .route("/v1/apps/{app}/restart", post(restart))
         .route("/v1/apps/{app}/purge", post(purge))
         .route("/v1/apps/{app}/exec", post(exec))
-        .route("/v1/check", get(check))
+        .route("/v1/check", {
+            let services = services.clone();
+            get(move |st: State<Arc<Shared>>| check(st, services.view()))
+        })
         .route("/v1/networks", get(networks))
-        .with_state(shared);
+        .with_state(shared)
+        .merge(super::services::routes(services));
     axum::serve(listener, app).await.context("admin API server")
 }
 
@@ -125,6 +133,11 @@ async fn networks(State(s): State<Arc<Shared>>) -> Json<Vec<super::types::Networ
     Json(s.networks())
 }
 
-async fn check(State(s): State<Arc<Shared>>) -> Response {
-    Json(crate::daemon::checks::run(&s).await).into_response()
+async fn check(
+    State(s): State<Arc<Shared>>,
+    services: crate::daemon::services::ServicesView,
+) -> Response {
+    let mut checks = crate::daemon::checks::run(&s).await;
+    checks.push(services.check());
+    Json(checks).into_response()
 }

@@ -24,6 +24,9 @@ pub fn device_info(shared: &Shared) -> DeviceInfo {
         config_origin: cur.as_ref().map(|c| c.origin.clone()).unwrap_or_default(),
         config_error: shared.config_error.read().unwrap().clone(),
         apps: shared.statuses(),
+        // Filled from the service supervisor's watch channel once the
+        // loop's snapshot carries it (`daemon::services::Handle::view`).
+        services: Vec::new(),
     }
 }
 
