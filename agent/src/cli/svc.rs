@@ -76,11 +76,7 @@ pub async fn run(layout: &Layout, cmd: SvcCmd) -> Result<i32> {
         SvcCmd::List { json } => list(&c, json).await,
         SvcCmd::Status { name, json } => status(&c, &name, json).await,
         SvcCmd::Logs { name, follow, tail } => logs(&c, layout, &name, follow, tail).await,
-        SvcCmd::Exec {
-            name,
-            timeout,
-            cmd,
-        } => {
+        SvcCmd::Exec { name, timeout, cmd } => {
             let req = ExecRequest {
                 args: cmd,
                 timeout_ms: timeout * 1000,

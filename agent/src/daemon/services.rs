@@ -83,7 +83,11 @@ impl ServicesView {
             .filter(|(d, n)| *d <= (n.len() / 2).max(2) || n.contains(key))
             .collect();
         scored.sort();
-        scored.into_iter().take(3).map(|(_, n)| n.to_owned()).collect()
+        scored
+            .into_iter()
+            .take(3)
+            .map(|(_, n)| n.to_owned())
+            .collect()
     }
 
     /// `outpost check`'s `services` check: every declared service runs.

@@ -21,7 +21,12 @@ pub fn stderr_stream(name: &str) -> String {
 
 /// Makes (or reuses) the FIFOs of service `name` in `dir` and makes sure
 /// memlogd reads them; `None` (output discarded) when memlogd is not there.
-pub fn service_io(log_socket: &Path, query_socket: &Path, dir: &Path, name: &str) -> Option<ServiceIo> {
+pub fn service_io(
+    log_socket: &Path,
+    query_socket: &Path,
+    dir: &Path,
+    name: &str,
+) -> Option<ServiceIo> {
     let active = memlogd::active_sources(query_socket).ok()?;
     std::fs::create_dir_all(dir).ok()?;
     let mut paths = Vec::new();
