@@ -155,9 +155,7 @@ pub async fn run(opts: Options) -> Result<()> {
         memlogd_log: layout.memlogd_log_socket(),
         memlogd_query: layout.memlogd_query_socket(),
         scratch: layout.agent_run().join("services"),
-    })
-    .await
-    .context("starting the service supervisor")?;
+    });
 
     let admin_socket = layout.agent_run().join(crate::admin::SOCKET_NAME);
     let admin = {

@@ -178,7 +178,7 @@ enum Command {
 pub struct Handle {
     view: watch::Receiver<ServicesView>,
     commands: mpsc::Sender<Command>,
-    client: Containerd,
+    socket: PathBuf,
     scratch: PathBuf,
 }
 
@@ -213,14 +213,15 @@ impl Handle {
         args: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, RuntimeError> {
-        services::exec(&self.client, name, args, &self.scratch, timeout).await
+        let client = Containerd::connect(&self.socket, SYSTEM_NAMESPACE).await?;
+        services::exec(&client, name, args, &self.scratch, timeout).await
     }
 }
 
-/// Starts the supervisor task; it runs until the handle's last clone and
-/// the task are dropped with the runtime.
-pub async fn spawn(opts: ServicesOptions) -> anyhow::Result<Handle> {
-    let client = Containerd::connect(&opts.socket, SYSTEM_NAMESPACE).await?;
+/// Starts the supervisor task (it runs until the runtime stops). A system
+/// containerd that is not there yet is retried every poll; the agent and
+/// its apps do not depend on it.
+pub fn spawn(opts: ServicesOptions) -> Handle {
     let (tx, view) = watch::channel(ServicesView {
         socket: opts.socket.display().to_string(),
         manifest: opts.manifest.display().to_string(),
@@ -230,18 +231,18 @@ pub async fn spawn(opts: ServicesOptions) -> anyhow::Result<Handle> {
     let handle = Handle {
         view,
         commands,
-        client: client.clone(),
+        socket: opts.socket.clone(),
         scratch: opts.scratch.join("exec"),
     };
     let sup = Supervisor {
         opts,
-        client,
+        client: None,
         tx,
         state: BTreeMap::new(),
         observations: 0,
     };
     tokio::spawn(sup.run(rx));
-    Ok(handle)
+    handle
 }
 
 #[derive(Default)]
@@ -253,7 +254,8 @@ struct PerService {
 
 struct Supervisor {
     opts: ServicesOptions,
-    client: Containerd,
+    /// Connected on the first pass that finds the socket.
+    client: Option<Containerd>,
     tx: watch::Sender<ServicesView>,
     state: BTreeMap<String, PerService>,
     observations: u64,
@@ -290,7 +292,14 @@ impl Supervisor {
         };
         let found = declared.is_some();
         let declared = declared.unwrap_or_default();
-        let mut observed = match services::list(&self.client).await {
+        let client = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                self.publish(&declared, found, &[], Some(e.to_string()), false);
+                return None;
+            }
+        };
+        let mut observed = match services::list(&client).await {
             Ok(o) => o,
             Err(e) => {
                 self.publish(&declared, found, &[], Some(e.to_string()), false);
@@ -337,7 +346,7 @@ impl Supervisor {
             }
         }
         if restarted {
-            if let Ok(o) = services::list(&self.client).await {
+            if let Ok(o) = services::list(&client).await {
                 observed = o;
             }
         }
@@ -348,13 +357,25 @@ impl Supervisor {
 
     /// Restarts `name`, whose task's stdout was `stdout`: a log URI is
     /// reused by the runtime; otherwise output goes to memlogd FIFOs.
-    async fn restart_one(&self, name: &str, stdout: &str) -> Result<u32, RuntimeError> {
+    async fn restart_one(&mut self, name: &str, stdout: &str) -> Result<u32, RuntimeError> {
+        let client = self.connect().await?;
         let fallback = if services::is_log_uri(stdout) {
             None
         } else {
             self.fallback_io(name).await
         };
-        services::restart(&self.client, name, self.opts.grace, fallback.as_ref()).await
+        services::restart(&client, name, self.opts.grace, fallback.as_ref()).await
+    }
+
+    /// The system containerd, connecting when not yet connected.
+    async fn connect(&mut self) -> Result<Containerd, RuntimeError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let c = Containerd::connect(&self.opts.socket, SYSTEM_NAMESPACE).await?;
+        tracing::info!(socket = %self.opts.socket.display(), "connected to the system containerd");
+        self.client = Some(c.clone());
+        Ok(c)
     }
 
     async fn fallback_io(&self, name: &str) -> Option<services::ServiceIo> {
@@ -376,7 +397,14 @@ impl Supervisor {
             .flatten()
             .unwrap_or_default();
         let view = self.tx.borrow().clone();
-        let stdout = match services::get(&self.client, name).await {
+        let client = self
+            .connect()
+            .await
+            .map_err(|source| RestartError::Runtime {
+                name: name.to_owned(),
+                source,
+            })?;
+        let stdout = match services::get(&client, name).await {
             Ok(Some(s)) => s.stdout,
             Ok(None) => {
                 return Err(RestartError::NotFound {
