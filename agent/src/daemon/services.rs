@@ -11,6 +11,9 @@
 pub mod backoff;
 pub mod declared;
 pub mod io;
+mod view;
+
+pub use view::ServicesView;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -23,7 +26,6 @@ use outpost_runtime::{Containerd, RuntimeError, SYSTEM_NAMESPACE};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use self::backoff::{Backoff, BackoffPolicy};
-use crate::admin::types::Check;
 
 /// Supervisor settings.
 #[derive(Clone, Debug)]
@@ -44,99 +46,6 @@ pub struct ServicesOptions {
     pub memlogd_query: PathBuf,
     /// Directory for service FIFOs and exec output.
     pub scratch: PathBuf,
-}
-
-/// What the supervisor last saw.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct ServicesView {
-    /// System containerd socket.
-    pub socket: String,
-    /// Declared-services manifest path.
-    pub manifest: String,
-    /// False until the manifest was read; also false when it is missing.
-    pub manifest_found: bool,
-    /// Services the image declares.
-    pub declared: Vec<String>,
-    /// Every container in `services.linuxkit`, plus declared ones missing.
-    pub services: Vec<ServiceStatus>,
-    /// True once the last observation succeeded.
-    pub connected: bool,
-    /// Why the last observation or manifest read failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Observations made so far (0: none yet).
-    pub observations: u64,
-}
-
-impl ServicesView {
-    /// Service `name`.
-    pub fn find(&self, name: &str) -> Option<&ServiceStatus> {
-        self.services.iter().find(|s| s.name == name)
-    }
-
-    /// Known service names closest to `key` (for "did you mean").
-    pub fn suggest(&self, key: &str) -> Vec<String> {
-        let mut scored: Vec<(usize, &str)> = self
-            .services
-            .iter()
-            .map(|s| (strsim::levenshtein(key, &s.name), s.name.as_str()))
-            .filter(|(d, n)| *d <= (n.len() / 2).max(2) || n.contains(key))
-            .collect();
-        scored.sort();
-        scored
-            .into_iter()
-            .take(3)
-            .map(|(_, n)| n.to_owned())
-            .collect()
-    }
-
-    /// `outpost check`'s `services` check: every declared service runs.
-    pub fn check(&self) -> Check {
-        let (ok, detail) = if !self.connected {
-            (
-                false,
-                format!(
-                    "system containerd at {} not reachable: {}",
-                    self.socket,
-                    self.error.as_deref().unwrap_or("not observed yet")
-                ),
-            )
-        } else if !self.manifest_found {
-            (
-                self.error.is_none(),
-                match &self.error {
-                    Some(e) => e.clone(),
-                    None => format!("no services declared (no {})", self.manifest),
-                },
-            )
-        } else {
-            let down: Vec<String> = self
-                .services
-                .iter()
-                .filter(|s| s.declared && !s.is_running())
-                .map(|s| format!("{} {}", s.name, s.state))
-                .collect();
-            if down.is_empty() {
-                (
-                    true,
-                    format!("{} declared services running", self.declared.len()),
-                )
-            } else {
-                (
-                    false,
-                    format!(
-                        "not running: {}; the agent restarts them with backoff, see `outpost svc status NAME`",
-                        down.join(", ")
-                    ),
-                )
-            }
-        };
-        Check {
-            name: "services".into(),
-            ok,
-            detail,
-        }
-    }
 }
 
 /// Why an operator restart was refused or failed.
@@ -295,14 +204,26 @@ impl Supervisor {
         let client = match self.connect().await {
             Ok(c) => c,
             Err(e) => {
-                self.publish(&declared, found, &[], Some(e.to_string()), false);
+                self.publish(
+                    &declared,
+                    found,
+                    &[],
+                    Some(e.to_string()),
+                    manifest_error.clone(),
+                );
                 return None;
             }
         };
         let mut observed = match services::list(&client).await {
             Ok(o) => o,
             Err(e) => {
-                self.publish(&declared, found, &[], Some(e.to_string()), false);
+                self.publish(
+                    &declared,
+                    found,
+                    &[],
+                    Some(e.to_string()),
+                    manifest_error.clone(),
+                );
                 return None;
             }
         };
@@ -351,7 +272,7 @@ impl Supervisor {
             }
         }
         self.observations += 1;
-        self.publish(&declared, found, &observed, manifest_error, true);
+        self.publish(&declared, found, &observed, None, manifest_error);
         self.state.values().filter_map(|s| s.backoff.next_at).min()
     }
 
@@ -446,8 +367,9 @@ impl Supervisor {
         manifest_found: bool,
         observed: &[ServiceInfo],
         error: Option<String>,
-        connected: bool,
+        manifest_error: Option<String>,
     ) {
+        let connected = error.is_none();
         let now = Instant::now();
         let mut services: Vec<ServiceStatus> = observed
             .iter()
@@ -496,6 +418,7 @@ impl Supervisor {
             services,
             connected,
             error,
+            manifest_error,
             observations: self.observations,
         });
     }
