@@ -78,6 +78,19 @@ impl System {
 
     /// Creates and starts service `name` running `script`, as rcS does.
     fn start_service(&self, dir: &Path, name: &str, memlogd_log: &Path, script: &str) {
+        self.start_service_with(dir, name, memlogd_log, script, true)
+    }
+
+    /// `log_uri: false`: plain `ctr run -d` (output to FIFOs ctr reads
+    /// until it exits), a service without a log set-up of its own.
+    fn start_service_with(
+        &self,
+        dir: &Path,
+        name: &str,
+        memlogd_log: &Path,
+        script: &str,
+        log_uri: bool,
+    ) {
         let bundle = dir.join(format!("bundle-{name}"));
         let rootfs = bundle.join("rootfs");
         for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
@@ -114,15 +127,13 @@ impl System {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let (ok, out) = self.ctr(&[
-            "run",
-            "-d",
-            "--config",
-            path.to_str().unwrap(),
-            "--log-uri",
-            &format!("binary://{}", logger.display()),
-            name,
-        ]);
+        let uri = format!("binary://{}", logger.display());
+        let mut args = vec!["run", "-d", "--config", path.to_str().unwrap()];
+        if log_uri {
+            args.extend(["--log-uri", &uri]);
+        }
+        args.push(name);
+        let (ok, out) = self.ctr(&args);
         assert!(ok, "ctr run {name}: {out}");
         self.made.lock().unwrap().push(name.to_owned());
     }
@@ -416,6 +427,50 @@ async fn a_killed_declared_service_is_restarted_with_backoff_and_others_are_left
         c["ok"], true,
         "undeclared services do not fail the check: {c}"
     );
+
+    // A declared service without a log URI of its own (plain `ctr run -d`):
+    // after a restart its output goes to memlogd under the same names.
+    let bare = format!("u{s}-bare");
+    let marker = "restarted-and-logging";
+    sys.start_service_with(
+        &dir,
+        &bare,
+        &log,
+        &format!(
+            "if [ -e /tmp/ran ]; then echo {marker}; fi; echo x > /tmp/ran; exec sleep 100000"
+        ),
+        false,
+    );
+    let mut declared: Vec<String> = vec![keep.clone(), bare.clone()];
+    declared.sort();
+    std::fs::write(
+        env.layout.root().join("etc/services.json"),
+        serde_json::to_vec(&declared).unwrap(),
+    )
+    .unwrap();
+    let b = wait_svc(&env, &bare, "RUNNING, declared", |s| {
+        s.is_running() && s.declared
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(b.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_svc(&env, &bare, "restarted", |s| {
+        s.is_running() && s.restarts == 1
+    });
+    let deadline = Instant::now() + T;
+    loop {
+        let (_, out, _) = env.outpost(&["svc", "logs", &bare]);
+        if out.contains(marker) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "output of a restarted service without a log URI: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // An operator restart of a declared one: new PID, counted.
     let before = svc(&env, &keep).unwrap();
