@@ -278,6 +278,7 @@ impl Supervisor {
 
     /// Restarts `name`, whose task's stdout was `stdout`: a log URI is
     /// reused by the runtime; otherwise output goes to memlogd FIFOs.
+    #[tracing::instrument(level = "info", skip(self, stdout), fields(action = "restart"))]
     async fn restart_one(&mut self, name: &str, stdout: &str) -> Result<u32, RuntimeError> {
         let client = self.connect().await?;
         let fallback = if services::is_log_uri(stdout) {

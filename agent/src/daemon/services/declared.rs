@@ -10,6 +10,8 @@ use outpost_runtime::task::TaskStatus;
 
 /// Most services a manifest may name (a device image has a handful).
 pub const MAX_DECLARED: usize = 256;
+/// Largest manifest read.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 10;
 
 /// Why the manifest could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +44,18 @@ enum Entry {
 /// Reads the manifest: a JSON list of names (`["dhcpcd"]`) or of objects
 /// with a `name`. A missing file declares nothing (`Ok(None)`).
 pub fn load(path: &Path) -> Result<Option<BTreeSet<String>>, ManifestError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes));
+    match read {
+        Ok(_) if bytes.len() as u64 > MAX_MANIFEST_BYTES => {
+            return Err(ManifestError::Invalid {
+                path: path.display().to_string(),
+                problem: format!("larger than {MAX_MANIFEST_BYTES} bytes"),
+            })
+        }
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(ManifestError::Read {
@@ -51,7 +63,7 @@ pub fn load(path: &Path) -> Result<Option<BTreeSet<String>>, ManifestError> {
                 source,
             })
         }
-    };
+    }
     parse(&bytes)
         .map(Some)
         .map_err(|problem| ManifestError::Invalid {
