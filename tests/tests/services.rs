@@ -362,7 +362,7 @@ async fn a_killed_declared_service_is_restarted_with_backoff_and_others_are_left
     let sys = System::get().await;
     let s = salt();
     let (keep, foreign) = (format!("u{s}-keep"), format!("u{s}-foreign"));
-    let mut env = agent(&sys, &[&keep], &["--service-backoff-initial-ms", "1500"]);
+    let mut env = agent(&sys, &[&keep], &["--service-backoff-initial-ms", "2500"]);
     let log = env.layout.memlogd_log_socket();
     let dir = env.dir.path().to_path_buf();
     sys.start_service(&dir, &keep, &log, "echo keep started; exec sleep 100000");
@@ -383,7 +383,7 @@ async fn a_killed_declared_service_is_restarted_with_backoff_and_others_are_left
     let waiting = wait_svc(&env, &keep, "STOPPED, backing off", |s| {
         s.state == "STOPPED" && s.next_restart_ms.is_some()
     });
-    assert!(waiting.next_restart_ms.unwrap() <= 1500, "{waiting:?}");
+    assert!(waiting.next_restart_ms.unwrap() <= 2500, "{waiting:?}");
     let second = wait_svc(&env, &keep, "restarted", |s| {
         s.is_running() && s.pid != first.pid && s.restarts == 1
     });
@@ -407,7 +407,7 @@ async fn a_killed_declared_service_is_restarted_with_backoff_and_others_are_left
         s.state == "STOPPED" && s.next_restart_ms.is_some()
     });
     assert!(
-        waiting.next_restart_ms.unwrap() > 1500,
+        waiting.next_restart_ms.unwrap() > 2500,
         "second delay doubles: {waiting:?}"
     );
     wait_svc(&env, &keep, "restarted again", |s| {
