@@ -27,6 +27,8 @@ PACKAGES=(
   e2fsprogs             # device image: ext4 /persist and /config (mke2fs -d)
   binutils              # device image: strip
   qemu-system-x86       # device image boot test (make image-test)
+  chromium              # web console tests: headless browser (tests/tests/console.rs)
+  chromium-driver       # (idem) chromedriver, the WebDriver server the tests start
 )
 PACKAGES+=("$@")
 

@@ -48,7 +48,7 @@ impl Scratch {
         let layout = Layout::new(dir.path());
         let opts = InstanceOptions::with_log_file(dir.path().join("containerd.log"));
         let (instance, client) = UserInstance::start(&layout, opts).await?;
-        let rt = Runtime::new(client, layout.clone())?;
+        let rt = Runtime::new(client, layout.clone());
         let io = TaskIo {
             stdout: dir.path().join("out"),
             stderr: dir.path().join("err"),

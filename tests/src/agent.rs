@@ -266,7 +266,7 @@ impl AgentEnv {
         )
         .await
         .unwrap();
-        Runtime::new(c, self.layout.clone()).unwrap()
+        Runtime::new(c, self.layout.clone())
     }
 
     /// Stops the agent, removes every app through a config without apps,

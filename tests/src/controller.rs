@@ -17,6 +17,8 @@ pub struct Controller {
     pub addr: String,
     /// The server process.
     pub child: Option<Child>,
+    /// `127.0.0.1:<port>` of the HTTPS admin API and console, once enabled.
+    pub admin_addr: Option<String>,
 }
 
 /// A free loopback port (bound and released; good enough on a test box).
@@ -40,6 +42,7 @@ impl Controller {
             state,
             addr,
             child: None,
+            admin_addr: None,
         };
         let mut args = vec![
             "init",
@@ -74,9 +77,33 @@ impl Controller {
         std::fs::write(config_dir.join("serial"), serial).unwrap();
     }
 
+    /// Makes the next `start` serve the HTTPS admin API and console on a
+    /// loopback port; returns its base URL.
+    pub fn enable_admin(&mut self) -> String {
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.admin_addr = Some(addr.clone());
+        format!("https://{addr}")
+    }
+
+    /// `token create NAME [--read-only]`: the token.
+    pub fn token(&self, name: &str, read_only: bool) -> String {
+        let mut args = vec!["token", "create", name];
+        if read_only {
+            args.push("--read-only");
+        }
+        let (code, out, err) = self.cli(&args);
+        assert_eq!(code, 0, "token create: {err}");
+        out.trim().to_owned()
+    }
+
     /// Starts `serve` and waits until it listens.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "controller already running");
+        let admin: Vec<String> = self
+            .admin_addr
+            .iter()
+            .flat_map(|a| ["--admin-listen".to_owned(), a.clone()])
+            .collect();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -88,6 +115,7 @@ impl Controller {
             .arg("serve")
             .arg("--listen")
             .arg(&self.addr)
+            .args(&admin)
             .stdout(Stdio::piped())
             .stderr(log)
             .env("RUST_LOG", "info")

@@ -16,6 +16,7 @@ use outpost_runtime::instance::{InstanceOptions, UserInstance};
 use outpost_runtime::{Containerd, Layout, Runtime, TaskIo};
 
 pub mod agent;
+pub mod browser;
 pub mod controller;
 
 /// The workspace root.
@@ -85,7 +86,7 @@ impl TestEnv {
         let (instance, client) = UserInstance::start(&layout, opts)
             .await
             .expect("starting user containerd");
-        let runtime = Runtime::new(client, layout.clone()).unwrap();
+        let runtime = Runtime::new(client, layout.clone());
         TestEnv {
             dir,
             layout,

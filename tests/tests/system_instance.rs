@@ -41,7 +41,7 @@ async fn a_service_runs_in_the_system_instance_namespace() {
         c.version().await.unwrap().starts_with('1'),
         "containerd 1.x expected"
     );
-    let rt = Runtime::new(c, layout).unwrap();
+    let rt = Runtime::new(c, layout);
     rt.import_layout(&image_dir("sh"), "sh:latest")
         .await
         .unwrap();

@@ -78,7 +78,7 @@ async fn old_agent_app(layout: &Layout, uuid: &str) -> String {
     let old_name = format!("{SHA}-{uuid}");
     let opts = InstanceOptions::with_log_file(layout.root().join("containerd-old.log"));
     let (instance, client) = UserInstance::start(layout, opts).await.unwrap();
-    let rt = Runtime::new(client.clone(), layout.clone()).unwrap();
+    let rt = Runtime::new(client.clone(), layout.clone());
     let img = rt
         .import_layout(&image_dir("sh"), "sh:latest")
         .await

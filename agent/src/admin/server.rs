@@ -3,7 +3,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,14 +13,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::types::{ApiError, CounterBumped, ExecRequest, ExecResponse, Info, NotFound};
-use crate::daemon::state::{CounterKind, Shared};
+use crate::daemon::snapshot::{Command, CounterKind, Event, Handle, Snapshot};
 
 /// Most time an exec may ask for.
 const MAX_EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Serves the admin API on `socket` until the task is dropped.
 pub async fn serve(
-    shared: Arc<Shared>,
+    handle: Handle,
     services: crate::daemon::services::Handle,
     socket: &Path,
 ) -> Result<()> {
@@ -41,10 +40,10 @@ pub async fn serve(
         .route("/v1/apps/{app}/exec", post(exec))
         .route("/v1/check", {
             let services = services.clone();
-            get(move |st: State<Arc<Shared>>| check(st, services.view()))
+            get(move |st: State<Handle>| check(st, services.view()))
         })
         .route("/v1/networks", get(networks))
-        .with_state(shared)
+        .with_state(handle)
         .merge(super::services::routes(services));
     axum::serve(listener, app).await.context("admin API server")
 }
@@ -53,8 +52,8 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(ApiError { error: msg.into() })).into_response()
 }
 
-fn not_found(shared: &Shared, app: &str) -> Response {
-    let suggestions = shared.suggest(app);
+fn not_found(snap: &Snapshot, app: &str) -> Response {
+    let suggestions = snap.suggest(app);
     let body = NotFound {
         error: format!("no app named {app:?}"),
         suggestions,
@@ -62,50 +61,65 @@ fn not_found(shared: &Shared, app: &str) -> Response {
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
-async fn info(State(s): State<Arc<Shared>>) -> Json<Info> {
-    Json(s.info())
+async fn info(State(h): State<Handle>) -> Json<Info> {
+    Json(h.now().info())
 }
 
-async fn list(State(s): State<Arc<Shared>>) -> Json<Vec<outpost_api::AppStatus>> {
-    Json(s.statuses())
+async fn list(State(h): State<Handle>) -> Json<Vec<outpost_api::AppStatus>> {
+    Json(h.now().statuses())
 }
 
-async fn status(State(s): State<Arc<Shared>>, UrlPath(app): UrlPath<String>) -> Response {
-    match s.find(&app) {
+async fn status(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Response {
+    let snap = h.now();
+    match snap.find(&app) {
         Some(st) => Json(st).into_response(),
-        None => not_found(&s, &app),
+        None => not_found(&snap, &app),
     }
 }
 
-async fn bump(s: Arc<Shared>, app: String, kind: CounterKind) -> Response {
-    let Some(st) = s.find(&app) else {
-        return not_found(&s, &app);
+/// Asks the loop to bump a local counter and waits for its answer (the
+/// loop takes commands even while a pass runs).
+async fn bump(h: Handle, app: String, kind: CounterKind) -> Response {
+    let snap = h.now();
+    let Some(st) = snap.find(&app) else {
+        return not_found(&snap, &app);
     };
-    match s.bump_local_counter(&st.uuid, kind) {
-        Ok(v) => Json(CounterBumped {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let cmd = Command::Bump {
+        uuid: st.uuid.clone(),
+        kind,
+        reply,
+    };
+    if !h.tell(Event::Command(cmd)).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping");
+    }
+    match answer.await {
+        Ok(Ok(v)) => Json(CounterBumped {
             app: st.display_name,
             local_counter: v,
         })
         .into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping"),
     }
 }
 
-async fn restart(State(s): State<Arc<Shared>>, UrlPath(app): UrlPath<String>) -> Response {
-    bump(s, app, CounterKind::Restart).await
+async fn restart(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Response {
+    bump(h, app, CounterKind::Restart).await
 }
 
-async fn purge(State(s): State<Arc<Shared>>, UrlPath(app): UrlPath<String>) -> Response {
-    bump(s, app, CounterKind::Purge).await
+async fn purge(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Response {
+    bump(h, app, CounterKind::Purge).await
 }
 
 async fn exec(
-    State(s): State<Arc<Shared>>,
+    State(h): State<Handle>,
     UrlPath(app): UrlPath<String>,
     Json(req): Json<ExecRequest>,
 ) -> Response {
-    let Some(st) = s.find(&app) else {
-        return not_found(&s, &app);
+    let snap = h.now();
+    let Some(st) = snap.find(&app) else {
+        return not_found(&snap, &app);
     };
     let Some(task) = st.domain.as_ref().map(|d| d.task_id.clone()) else {
         return error(
@@ -117,7 +131,7 @@ async fn exec(
         return error(StatusCode::BAD_REQUEST, "exec needs a command");
     }
     let timeout = Duration::from_millis(req.timeout_ms).min(MAX_EXEC_TIMEOUT);
-    match s.runtime.exec(&task, &req.args, timeout).await {
+    match h.runtime.exec(&task, &req.args, timeout).await {
         Ok(out) => Json(ExecResponse {
             exit_status: out.exit_status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -129,15 +143,15 @@ async fn exec(
     }
 }
 
-async fn networks(State(s): State<Arc<Shared>>) -> Json<Vec<super::types::NetworkView>> {
-    Json(s.networks())
+async fn networks(State(h): State<Handle>) -> Json<Vec<super::types::NetworkView>> {
+    Json(h.now().networks())
 }
 
 async fn check(
-    State(s): State<Arc<Shared>>,
+    State(h): State<Handle>,
     services: crate::daemon::services::ServicesView,
 ) -> Response {
-    let mut checks = crate::daemon::checks::run(&s).await;
+    let mut checks = crate::daemon::checks::run(&h).await;
     checks.push(services.check());
     Json(checks).into_response()
 }

@@ -24,7 +24,7 @@ pub async fn run(
 ) -> Result<i32> {
     let parsed = Reference::parse(reference)?;
     let c = Containerd::connect(&layout.user_socket(), USER_NAMESPACE).await?;
-    let rt = Runtime::new(c, layout.clone())?;
+    let rt = Runtime::new(c, layout.clone());
     let mut opts = crate::daemon::images::pull_options(&rt, &parsed);
     opts.registry.plain_http = plain_http || is_loopback(&parsed.registry);
     if let Some(ca) = ca {

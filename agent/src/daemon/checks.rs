@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::admin::types::Check;
-use crate::daemon::state::Shared;
+use crate::daemon::snapshot::Handle;
 
 /// Least free space on /persist before the disk check fails.
 pub const MIN_FREE_BYTES: u64 = 256 << 20;
@@ -14,9 +14,9 @@ pub const MIN_FREE_PERCENT: u64 = 5;
 const SANE_CLOCK_SECS: u64 = 1_735_689_600;
 
 /// Runs every check.
-pub async fn run(s: &Shared) -> Vec<Check> {
+pub async fn run(s: &Handle) -> Vec<Check> {
     let mut out = Vec::new();
-    out.push(match s.runtime.client().version().await {
+    out.push(match s.runtime.version().await {
         Ok(v) => ok(
             "user-containerd",
             format!("containerd {v} at {}", s.layout.user_socket().display()),
@@ -55,8 +55,8 @@ pub async fn run(s: &Shared) -> Vec<Check> {
         Ok(v) => ok("state-db", format!("schema v{v}")),
         Err(e) => fail("state-db", e.to_string()),
     });
-    let cur = s.current.read().unwrap().clone();
-    out.push(match cur {
+    let snap = s.now();
+    out.push(match snap.current.as_deref() {
         Some(c) if c.origin.starts_with("file:") => {
             let path = &c.origin["file:".len()..];
             if std::fs::metadata(path).is_ok() {
@@ -83,7 +83,7 @@ pub async fn run(s: &Shared) -> Vec<Check> {
             "no config yet: give --config-file or a checkpoint".into(),
         ),
     });
-    out.push(network(s, cur_networks(s)));
+    out.push(network(s, cur_networks(&snap)));
     for bin in ["runc", "runsc"] {
         out.push(match which(bin) {
             Some(p) => ok(bin, p),
@@ -174,9 +174,9 @@ fn which(bin: &str) -> Option<String> {
 }
 
 /// Networks of the config in effect: (any, any with NAT).
-fn cur_networks(s: &Shared) -> (bool, bool) {
-    let cur = s.current.read().unwrap();
-    let nets = cur
+fn cur_networks(s: &crate::daemon::snapshot::Snapshot) -> (bool, bool) {
+    let nets = s
+        .current
         .as_ref()
         .map(|c| c.config.networks.as_slice())
         .unwrap_or(&[]);
@@ -184,7 +184,7 @@ fn cur_networks(s: &Shared) -> (bool, bool) {
 }
 
 /// CNI plugins present; IP forwarding on where a network wants NAT.
-fn network(s: &Shared, (any, nat): (bool, bool)) -> Check {
+fn network(s: &Handle, (any, nat): (bool, bool)) -> Check {
     const PLUGINS: &[&str] = &[
         "bridge",
         "host-local",
@@ -194,7 +194,7 @@ fn network(s: &Shared, (any, nat): (bool, bool)) -> Check {
         "bandwidth",
         "macvlan",
     ];
-    let dir = s.runtime.cni().path().to_path_buf();
+    let dir = s.runtime.cni_dir().to_path_buf();
     let missing: Vec<&str> = PLUGINS
         .iter()
         .copied()

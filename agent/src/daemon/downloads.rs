@@ -242,6 +242,15 @@ impl Downloads {
         });
     }
 
+    /// Whether any download is queued or running.
+    pub fn busy(&self) -> bool {
+        let table = self.table.lock().unwrap();
+        table
+            .entries
+            .values()
+            .any(|e| matches!(e.phase, Phase::Queued | Phase::Pulling))
+    }
+
     /// Requests refused because the table was full.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)

@@ -1,29 +1,18 @@
-//! Carries out the planner's actions through the runtime. Every action is
-//! idempotent (the runtime's steps reuse what exists), so an agent killed
-//! in the middle is repaired by the next pass.
+//! Carries out the planner's jobs through a [`Driver`]. Every job is
+//! idempotent (the driver's steps reuse what exists), so an agent killed in
+//! the middle is repaired by the next pass. A job acts on its own data only
+//! ([`Work`]): nothing is looked up again.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use outpost_api::AppConfig;
-use outpost_reconcile::Action;
-use outpost_runtime::{volume, ObservedApp};
+use outpost_reconcile::{Job, Work};
+use tokio::sync::Notify;
+use tracing::Instrument;
 
-use super::downloads::Request;
-use super::state::Shared;
-use super::{images, logs};
+use super::downloads::{Downloads, Request};
+use super::driver::{ActionError, Driver};
 
-/// What the executor needs besides the action.
-pub struct Executor {
-    /// Shared state (runtime, layout, memlogd, downloads).
-    pub shared: Arc<Shared>,
-    /// Local OCI layouts to import images from.
-    pub images: Option<PathBuf>,
-}
-
-/// What carrying out an action came to, when it did not fail.
+/// What carrying out a job came to, when it did not fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Executed {
     /// Done: the world changed as planned.
@@ -33,205 +22,125 @@ pub enum Executed {
     WaitingForImage,
 }
 
-/// Inputs of one pass, shared by its concurrent actions.
-pub struct PassView {
-    /// Configs to build containers from (the planner's choice), by UUID.
-    pub desired: BTreeMap<String, AppConfig>,
-    /// Containers found, by task ID.
-    pub observed: BTreeMap<String, ObservedApp>,
-    /// Configs last acted on, by UUID (to find volumes of removed apps).
-    pub applied: BTreeMap<String, AppConfig>,
-    /// Config generation in effect.
-    pub generation: u64,
-    /// Registry settings of the config in effect.
-    pub registries: Vec<outpost_api::RegistryConfig>,
-    /// Network instances of the config in effect.
-    pub networks: Vec<outpost_api::NetworkConfig>,
+/// What jobs run with: the driver, the download stage, and the loop's
+/// wake-up for finished downloads.
+pub struct Executor<D> {
+    /// The runtime seam.
+    pub driver: Arc<D>,
+    /// The download stage.
+    pub downloads: Arc<Downloads>,
+    /// Notified when a download ends.
+    pub wake: Arc<Notify>,
 }
 
-impl Executor {
-    /// An executor over `shared`, importing missing images from `images`.
-    pub fn new(shared: Arc<Shared>, images: Option<PathBuf>) -> Self {
-        Executor { shared, images }
+impl<D> Clone for Executor<D> {
+    fn clone(&self) -> Self {
+        Executor {
+            driver: self.driver.clone(),
+            downloads: self.downloads.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+}
+
+impl<D: Driver> Executor<D> {
+    /// Carries out `job` inside a span naming the app, task and action. Jobs
+    /// that build a container first make sure its image is there: while it
+    /// downloads they return [`Executed::WaitingForImage`] without touching
+    /// the old container, so an app keeps running its old version until the
+    /// new image is in.
+    pub async fn execute(&self, job: &Job) -> Result<Executed, ActionError> {
+        let span = tracing::info_span!(
+            "action",
+            app = job.action.uuid(),
+            task = job.action.task_id().unwrap_or("-"),
+            action = job.action.kind().verb(),
+        );
+        async {
+            if let Some(build) = job.build() {
+                if !self.image_ready(job.action.uuid(), build).await? {
+                    tracing::info!("waiting for its image");
+                    return Ok(Executed::WaitingForImage);
+                }
+            }
+            tracing::info!("executing");
+            let r = self.carry_out(job.action.uuid(), &job.work).await;
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "action failed");
+            }
+            r.map(|()| Executed::Done)
+        }
+        .instrument(span)
+        .await
     }
 
-    /// Whether the image app `uuid` is built from is in the user containerd.
-    /// If not, its download is started (or joined) in the background and
-    /// this returns `false` at once; a failed download is returned as an
-    /// error carrying a [`Failure`](super::downloads::Failure).
-    async fn image_ready(&self, uuid: &str, view: &PassView) -> Result<bool> {
-        let app = view
-            .desired
-            .get(uuid)
-            .with_context(|| format!("app {uuid} is not in the config"))?;
-        let reference = app.image.clone();
-        match outpost_runtime::image::resolve(self.shared.runtime.client(), &reference).await {
-            Ok(_) => return Ok(true),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("looking up image {reference}"));
-            }
+    /// Whether the image of `build` is in the runtime. If not, its download
+    /// is started (or joined) in the background and this returns `false` at
+    /// once; a failed download is returned as its [`Failure`](super::downloads::Failure).
+    async fn image_ready(
+        &self,
+        uuid: &str,
+        build: &outpost_reconcile::Build,
+    ) -> Result<bool, ActionError> {
+        let reference = build.app.image.clone();
+        if self.driver.image_present(&reference).await? {
+            return Ok(true);
         }
-        let (shared, local, registries) = (
-            self.shared.clone(),
-            self.images.clone(),
-            view.registries.clone(),
+        let (driver, registries, r) = (
+            self.driver.clone(),
+            build.registries.clone(),
+            reference.clone(),
         );
-        let r = reference.clone();
-        let fetch = move |progress| async move {
-            images::ensure_with(
-                &shared.runtime,
-                local.as_deref(),
-                &r,
-                &registries,
-                Some(progress),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| images::failure(&r, &e))
-        };
-        let shared = self.shared.clone();
-        let wake = move || shared.kick.notify_one();
-        match self.shared.downloads.request(&reference, uuid, fetch, wake) {
+        let fetch = move |progress| driver.fetch_image(r, registries, progress);
+        let wake = self.wake.clone();
+        match self
+            .downloads
+            .request(&reference, uuid, fetch, move || wake.notify_one())
+        {
             Request::Waiting => Ok(false),
             Request::Failed(f) => Err(f.into()),
         }
     }
 
-    /// Carries out `action`. Actions that build a container first make
-    /// sure its image is there: while it downloads they return
-    /// [`Executed::WaitingForImage`] without touching the old container, so
-    /// an app keeps running its old version until the new image is in.
-    pub async fn execute(&self, action: &Action, view: &PassView) -> Result<Executed> {
-        if let Action::Create { uuid } | Action::Replace { uuid, .. } | Action::Purge { uuid, .. } =
-            action
-        {
-            if !self.image_ready(uuid, view).await? {
-                return Ok(Executed::WaitingForImage);
-            }
-        }
-        self.carry_out(action, view).await?;
-        Ok(Executed::Done)
-    }
-
-    async fn carry_out(&self, action: &Action, view: &PassView) -> Result<()> {
-        let rt = &self.shared.runtime;
-        match action {
-            Action::Create { uuid } => self.create(uuid, view).await,
-            Action::Start { task_id, .. } => {
-                rt.start(task_id).await?;
-                Ok(())
-            }
-            Action::Restart { task_id, .. } => {
-                let obs = view
-                    .observed
-                    .get(task_id)
-                    .with_context(|| format!("task {task_id} vanished"))?;
-                // After a reboot the namespace the container's spec names is
-                // gone: make its interfaces again from the attachment record.
-                outpost_runtime::net::reattach(rt.layout(), rt.cni(), task_id)
-                    .await
-                    .with_context(|| format!("re-creating the interfaces of task {task_id}"))?;
-                let io = logs::task_io(&self.shared.memlogd, &self.shared.layout, task_id).await;
-                rt.restart_task(obs, &io).await?;
-                Ok(())
-            }
-            Action::Halt { task_id, .. } => {
-                if let Some(obs) = view.observed.get(task_id) {
-                    rt.remove_container(obs).await?;
-                }
-                Ok(())
-            }
-            Action::Replace { uuid, old_task_id } => {
+    async fn carry_out(&self, uuid: &str, work: &Work) -> Result<(), ActionError> {
+        let d = &*self.driver;
+        match work {
+            Work::Create { build } => d.create(build).await?,
+            Work::Start { task_id } => d.start(task_id).await?,
+            Work::Restart { task_id } => d.restart(task_id).await?,
+            Work::Halt { task_id } => d.remove_container(task_id).await?,
+            Work::Replace { old_task_id, build } => {
                 // Removing the container removes its FIFOs; the new task's
                 // are made and attached afresh, also under the same task ID.
-                if let Some(obs) = view.observed.get(old_task_id) {
-                    rt.remove_container(obs).await?;
-                }
-                self.create(uuid, view).await
+                d.remove_container(old_task_id).await?;
+                d.create(build).await?;
             }
-            Action::Purge {
-                uuid,
-                task_id,
-                old_purge_counter,
+            Work::Purge {
+                old_task_id,
+                old_volume_generation,
+                old_data,
+                build,
             } => {
-                if let Some(obs) = task_id.as_ref().and_then(|t| view.observed.get(t)) {
-                    rt.remove_container(obs).await?;
+                if let Some(t) = old_task_id {
+                    d.remove_container(t).await?;
                 }
-                self.remove_volumes(uuid, *old_purge_counter, view).await?;
-                self.create(uuid, view).await
+                d.remove_volumes(uuid, *old_volume_generation, Some(old_data))
+                    .await?;
+                d.create(build).await?;
             }
-            Action::Remove {
-                uuid,
+            Work::Remove {
                 task_id,
-                purge_counter,
+                volume_generation,
+                data,
             } => {
-                if let Some(obs) = view.observed.get(task_id) {
-                    rt.remove_container(obs).await?;
-                }
-                self.remove_volumes(uuid, *purge_counter, view).await?;
-                // The app is gone: every generation of its container volume goes.
-                for dir in container_volumes_of(&self.shared.layout.volumes(), uuid) {
-                    rt.remove_volume(&dir).await?;
-                }
-                // Every task's FIFOs went with its container; this also
-                // catches those of tasks whose container is already gone.
-                logs::remove_app_io(&self.shared.layout, uuid)
-                    .with_context(|| format!("removing the log FIFOs of app {uuid}"))?;
-                Ok(())
-            }
-        }
-    }
-
-    async fn create(&self, uuid: &str, view: &PassView) -> Result<()> {
-        let app = view
-            .desired
-            .get(uuid)
-            .with_context(|| format!("app {uuid} is not in the config"))?;
-        let rt = &self.shared.runtime;
-        let id = app.task_id();
-        let io = logs::task_io(&self.shared.memlogd, &self.shared.layout, &id).await;
-        rt.create_app_with_networks(app, &view.networks, view.generation, &io)
-            .await
-            .with_context(|| format!("creating app {} ({uuid})", app.display_name))?;
-        match rt.state(&id).await? {
-            Some(s) if s.status == outpost_runtime::task::TaskStatus::Created => {
-                rt.start(&id)
-                    .await
-                    .with_context(|| format!("starting app {} ({uuid})", app.display_name))?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Removes the container volume of generation `purge_counter` and the
-    /// app's data volumes (as last applied).
-    async fn remove_volumes(&self, uuid: &str, purge_counter: u64, view: &PassView) -> Result<()> {
-        let rt = &self.shared.runtime;
-        let dir = volume::container_volume_dir(&self.shared.layout.volumes(), uuid, purge_counter);
-        rt.remove_volume(&dir).await?;
-        if let Some(app) = view.applied.get(uuid).or_else(|| view.desired.get(uuid)) {
-            for v in rt.data_volumes(app) {
-                rt.remove_data_volume(&v.host_dir)?;
+                d.remove_container(task_id).await?;
+                d.remove_volumes(uuid, *volume_generation, data.as_ref())
+                    .await?;
+                // The app is gone: every generation of its container volume
+                // and every task's FIFOs go.
+                d.remove_leftovers(uuid).await?;
             }
         }
         Ok(())
     }
-}
-
-/// Every container volume directory of app `uuid` (`<uuid>#<gen>.container`).
-pub fn container_volumes_of(volumes: &std::path::Path, uuid: &str) -> Vec<PathBuf> {
-    let prefix = format!("{uuid}#");
-    std::fs::read_dir(volumes)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            n.starts_with(&prefix) && n.ends_with(".container")
-        })
-        .map(|e| e.path())
-        .collect()
 }

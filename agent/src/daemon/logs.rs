@@ -8,7 +8,7 @@ use std::sync::Arc;
 use outpost_runtime::instance::LogSink;
 use outpost_runtime::{Layout, TaskIo};
 
-use crate::daemon::state::MemlogdPaths;
+use crate::daemon::snapshot::MemlogdPaths;
 
 /// FIFOs for `task_id`, attached to memlogd unless it already reads them.
 /// Without memlogd the task writes to /dev/null (the app still runs;

@@ -4,30 +4,30 @@
 pub mod checks;
 pub mod cloud;
 pub mod downloads;
+pub mod driver;
 pub mod executor;
 pub mod images;
 pub mod logs;
 pub mod reconciler;
 pub mod services;
+pub mod snapshot;
 pub mod source;
-pub mod state;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use outpost_runtime::instance::{InstanceOptions, UserInstance};
+use outpost_runtime::instance::{InstanceOptions, InstanceState, UserInstance};
 use outpost_runtime::{lease, Layout, Runtime};
 use outpost_store::Store;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
+use self::driver::ContainerdDriver;
 use self::executor::Executor;
-use self::reconciler::{LoopOptions, Reconciler};
+use self::reconciler::{Inputs, LoopOptions, Reconciler, SystemClock};
+use self::snapshot::{Current, Event, Handle, MemlogdPaths, Snapshot, EVENT_QUEUE};
 use self::source::RawConfig;
-use self::state::{Current, MemlogdPaths, Progress, Shared};
 
 /// File name of the agent's state database under `/persist/status`.
 pub const STATE_DB: &str = "outpost.redb";
@@ -121,30 +121,26 @@ pub async fn run(opts: Options) -> Result<()> {
             "repaired task state left by a previous run"
         );
     }
-    let runtime = Runtime::new(client.clone(), layout.clone())?;
+    let runtime = Runtime::new(client.clone(), layout.clone());
+    let store = Arc::new(store);
 
     // The checkpoint is the config until a source says otherwise, so an
     // offline reboot brings the apps back without waiting for anyone.
-    let current = load_checkpoint(&store);
-    let progress = Progress::starting_at(u64::from(current.is_some()));
-    let instance_restarts = Arc::new(AtomicU32::new(0));
-    let shared = Arc::new(Shared {
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::initial(
+        load_checkpoint(&store),
+        Instant::now(),
+    )));
+    let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
+    let (link_tx, link_rx) = watch::channel(None);
+    let handle = Handle {
+        snapshot: snapshot_rx,
+        events: events_tx,
         layout: layout.clone(),
-        runtime,
-        store,
-        memlogd,
-        statuses: RwLock::new(BTreeMap::new()),
-        current: RwLock::new(current),
-        kick: Notify::new(),
-        started: Instant::now(),
-        instance_restarts: instance_restarts.clone(),
-        events_dropped: Arc::new(AtomicU64::new(0)),
-        config_error: RwLock::new(None),
-        status_changed: Notify::new(),
-        cloud: RwLock::new(None),
-        progress,
-        downloads: Default::default(),
-    });
+        runtime: runtime.clone(),
+        memlogd: memlogd.clone(),
+        store: store.clone(),
+        link: Arc::new(link_tx),
+    };
 
     let services = services::spawn(services::ServicesOptions {
         socket: (opts.services.system_socket.clone()).unwrap_or_else(|| layout.system_socket()),
@@ -159,9 +155,9 @@ pub async fn run(opts: Options) -> Result<()> {
 
     let admin_socket = layout.agent_run().join(crate::admin::SOCKET_NAME);
     let admin = {
-        let shared = shared.clone();
+        let handle = handle.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::admin::server::serve(shared, services, &admin_socket).await {
+            if let Err(e) = crate::admin::server::serve(handle, services, &admin_socket).await {
                 tracing::error!(error = %format!("{e:#}"), "admin API stopped");
             }
         })
@@ -171,36 +167,43 @@ pub async fn run(opts: Options) -> Result<()> {
         .config_file
         .clone()
         .map(|p| source::watch_file(p, tx.clone()));
-    cloud::start(shared.clone(), tx.clone(), opts.cloud.clone());
-    let events = outpost_runtime::events::subscribe(client, 256);
+    cloud::start(handle.clone(), tx.clone(), opts.cloud.clone());
+    let tasks = outpost_runtime::events::subscribe(client, 256);
     {
-        let (dropped, shared_dropped) = (events.dropped.clone(), shared.events_dropped.clone());
-        let watch = instance.watch();
-        let restarts = instance_restarts.clone();
-        let shared = shared.clone();
+        // containerd came back: count it and look again.
+        let mut watch = instance.watch();
+        let handle = handle.clone();
         tokio::spawn(async move {
-            let mut watch = watch;
-            loop {
-                shared_dropped.store(dropped.load(Ordering::Relaxed), Ordering::Relaxed);
-                tokio::select! {
-                    changed = watch.changed() => {
-                        if changed.is_err() { return; }
-                        restarts.fetch_add(u32::from(*watch.borrow() == outpost_runtime::instance::InstanceState::Up), Ordering::Relaxed);
-                        // containerd came back: look again.
-                        shared.kick.notify_one();
-                    }
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            while watch.changed().await.is_ok() {
+                let up = *watch.borrow_and_update() == InstanceState::Up;
+                if up && !handle.tell(Event::InstanceUp).await {
+                    return;
                 }
             }
         });
     }
 
-    let exec = Executor::new(shared.clone(), opts.images.clone());
-    let reconciler = Reconciler::new(shared.clone(), exec, opts.loop_options.clone())?;
+    let driver = Arc::new(ContainerdDriver::new(runtime, memlogd, opts.images.clone()));
+    let exec = Executor {
+        driver,
+        downloads: Arc::default(),
+        wake: Arc::new(Notify::new()),
+    };
+    let reconciler = Reconciler::new(
+        exec,
+        store,
+        opts.loop_options.clone(),
+        Arc::new(SystemClock),
+        snapshot_tx,
+    )?;
+    let inputs = Inputs {
+        configs: source::parse_off_loop(rx),
+        events: events_rx,
+        tasks: Some(tasks),
+        link: link_rx,
+    };
     tracing::info!(root = %layout.root().display(), "outpostd running");
-    reconciler
-        .run(source::parse_off_loop(rx), events, shutdown_signal())
-        .await;
+    reconciler.run(inputs, shutdown_signal()).await;
     tracing::info!("outpostd stopping; apps keep running");
     admin.abort();
     let _ = std::fs::remove_file(layout.agent_run().join(crate::admin::SOCKET_NAME));

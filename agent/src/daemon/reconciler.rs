@@ -1,144 +1,186 @@
-//! The loop: observe (containerd is the truth for what exists), plan (pure),
-//! execute (bounded concurrency across apps), persist the decisions, and
-//! sleep until something happens — a task event, a config, an operator
-//! command, a backoff deadline, or the slow periodic resync.
+//! The loop: observe (the runtime is the truth for what exists), plan
+//! (pure), execute (bounded concurrency across apps, through a [`Driver`]),
+//! persist the decisions, publish a [`Snapshot`], and sleep until something
+//! happens — a task event, a config, an operator command, a finished
+//! download, a backoff deadline, or the slow periodic resync.
+//!
+//! The loop owns the device's state. While a pass executes its actions it
+//! keeps taking configs, commands and link updates (they mark the loop
+//! dirty, so another pass follows at once), so an operator never waits for
+//! a slow action of another app.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use outpost_api::{AppConfig, NetworkConfig};
+use outpost_api::{AppConfig, AppStatus, NetworkConfig};
 use outpost_reconcile::{
-    plan, record_outcome, record_permanent_failure, with_local_counters, HealthTracker, History,
-    Input, LocalCounters, Observed, Phase, Tunables, Waves,
+    bind, plan, record_failure_of, record_outcome, with_local_counters, BindContext, HealthTracker,
+    History, Input, LocalCounters, Observed, Waves,
 };
 use outpost_runtime::events::EventStream;
-use outpost_runtime::pull::ErrorClass;
-use outpost_runtime::task::TaskStatus;
-use outpost_runtime::ObservedApp;
-use tokio::sync::{mpsc, Semaphore};
+use outpost_store::Store;
+use tokio::sync::{mpsc, watch, Semaphore};
 
-use super::downloads::Failure;
-use super::executor::{Executed, Executor, PassView};
+use super::driver::Driver;
+use super::executor::{Executed, Executor};
+use super::snapshot::{Command, Counters, Current, Event, LinkView, Snapshot};
 use super::source::{check, ParsedConfig};
-use super::state::{Current, Shared};
 
+mod events;
 mod housekeeping;
 mod networks;
+mod options;
 mod persist;
 mod status;
 mod unplaced;
 
-/// How the loop runs.
-#[derive(Clone, Debug)]
-pub struct LoopOptions {
-    /// Slow periodic resync when nothing happens.
-    pub resync: Duration,
-    /// Actions carried out at once (across apps).
-    pub parallel: usize,
-    /// Healthy time before the applied config becomes known-good.
-    pub known_good_after: Duration,
-    /// Restart backoff settings.
-    pub tunables: Tunables,
-    /// Unused images are deleted once this old (and checked this often).
-    pub image_gc_grace: Duration,
+#[cfg(test)]
+mod tests;
+
+pub use options::{now_ms, Clock, LoopOptions, SystemClock};
+
+/// What the loop listens to.
+pub struct Inputs {
+    /// Parsed config documents from every source.
+    pub configs: mpsc::Receiver<ParsedConfig>,
+    /// Commands and notices from the admin API and the link.
+    pub events: mpsc::Receiver<Event>,
+    /// Task events of the user containerd (none in table tests).
+    pub tasks: Option<EventStream>,
+    /// The controller link's state.
+    pub link: watch::Receiver<Option<LinkView>>,
 }
 
-impl Default for LoopOptions {
-    fn default() -> Self {
-        LoopOptions {
-            resync: Duration::from_secs(30),
-            parallel: 4,
-            known_good_after: Duration::from_secs(600),
-            tunables: Tunables::default(),
-            image_gc_grace: Duration::from_secs(600),
-        }
-    }
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Between passes, progress of running downloads is republished this often.
+const PROGRESS_TICK: Duration = Duration::from_millis(500);
 
 /// The reconcile loop; returns when `stop` fires.
-pub struct Reconciler {
-    shared: Arc<Shared>,
-    exec: Arc<Executor>,
+pub struct Reconciler<D: Driver> {
+    exec: Executor<D>,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
     opts: LoopOptions,
     history: History,
     health: HealthTracker,
     vnc_by_image: HashMap<String, bool>,
-    last_gc: Option<std::time::Instant>,
+    last_gc_ms: Option<u64>,
     /// Network instances set up by this process, as configured then
     /// (checked again only when the config or the host side changes).
     ensured_networks: HashMap<String, NetworkConfig>,
     /// Apps whose latest record could not be saved (see `persist`).
     unsaved: BTreeMap<String, persist::Unsaved>,
+    /// The config in effect.
+    current: Option<Arc<Current>>,
+    /// Statuses as planned (before the download overlay).
+    statuses: BTreeMap<String, AppStatus>,
+    config_error: Option<String>,
+    link: Option<LinkView>,
+    counters: Counters,
+    started: Instant,
+    /// The statuses last published (kept when unchanged, so readers can tell
+    /// a change by pointer).
+    published: Arc<BTreeMap<String, AppStatus>>,
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    /// Something arrived during a pass: pass again before sleeping.
+    dirty: bool,
 }
 
-impl Reconciler {
-    /// A loop over `shared`, loading the history from the store.
-    pub fn new(shared: Arc<Shared>, exec: Executor, opts: LoopOptions) -> Result<Self> {
-        let apps = shared.store.app_records()?;
+impl<D: Driver> Reconciler<D> {
+    /// A loop over `exec`'s driver, loading the history from `store`, starting
+    /// from `initial` (the checkpoint) and publishing on `snapshot`.
+    pub fn new(
+        exec: Executor<D>,
+        store: Arc<Store>,
+        opts: LoopOptions,
+        clock: Arc<dyn Clock>,
+        snapshot: watch::Sender<Arc<Snapshot>>,
+    ) -> anyhow::Result<Self> {
+        let apps = store.app_records()?;
+        let initial = snapshot.borrow().clone();
         Ok(Reconciler {
-            shared,
-            exec: Arc::new(exec),
+            exec,
+            store,
+            clock,
             opts,
             history: History { apps },
             health: HealthTracker::default(),
             vnc_by_image: HashMap::new(),
-            last_gc: None,
+            last_gc_ms: None,
             ensured_networks: HashMap::new(),
             unsaved: BTreeMap::new(),
+            current: initial.current.clone(),
+            statuses: BTreeMap::new(),
+            config_error: None,
+            link: initial.link.clone(),
+            counters: initial.counters,
+            started: initial.started,
+            published: Arc::default(),
+            snapshot,
+            dirty: false,
         })
     }
 
     /// Runs until `stop` resolves.
-    pub async fn run(
-        mut self,
-        mut configs: mpsc::Receiver<ParsedConfig>,
-        mut events: EventStream,
-        stop: impl std::future::Future<Output = ()>,
-    ) {
+    pub async fn run(mut self, mut inputs: Inputs, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let mut busy_passes = 0u32;
         loop {
-            let wake_at = match self.pass().await {
+            self.dirty = false;
+            let wake_at = match self.pass(&mut inputs).await {
                 Ok((acted, wake)) => {
-                    if acted && busy_passes < 8 {
-                        // Re-observe right away: actions changed the world.
+                    if (acted || self.dirty) && busy_passes < 8 {
+                        // Re-observe right away: actions changed the world,
+                        // or something arrived meanwhile.
                         busy_passes += 1;
                         continue;
                     }
                     wake
                 }
                 Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "reconcile pass failed; retrying");
-                    Some(now_ms() + 2000)
+                    tracing::error!(error = %e, "reconcile pass failed; retrying");
+                    Some(self.clock.now_ms() + 2000)
                 }
             };
             busy_passes = 0;
+            if self.dirty {
+                continue;
+            }
             let until = wake_at
-                .map(|w| Duration::from_millis(w.saturating_sub(now_ms())))
-                .unwrap_or(self.opts.resync);
-            let sleep = until.min(self.opts.resync);
-            // Whatever wakes the loop, a pass follows: after a config
-            // document (refused ones too, so `Progress` can say the agent
-            // has acted on it), a task event, an operator command, a
-            // backoff deadline or the periodic resync.
-            tokio::select! {
-                _ = &mut stop => return,
-                Some(doc) = configs.recv() => {
-                    self.take_config(doc);
+                .map(|w| Duration::from_millis(w.saturating_sub(self.clock.now_ms())))
+                .unwrap_or(self.opts.resync)
+                .min(self.opts.resync);
+            let deadline = tokio::time::Instant::now() + until;
+            // Whatever wakes the loop, a pass follows — but link updates and
+            // download progress only refresh the snapshot.
+            loop {
+                let tick = if self.exec.downloads.busy() {
+                    PROGRESS_TICK
+                } else {
+                    until
+                };
+                tokio::select! {
+                    _ = &mut stop => return,
+                    Some(doc) = inputs.configs.recv() => {
+                        self.take_config(doc);
+                        break;
+                    }
+                    Some(ev) = inputs.events.recv() => {
+                        self.handle(ev);
+                        break;
+                    }
+                    Some(ev) = events::next_task_event(&mut inputs.tasks) => {
+                        tracing::debug!(?ev, "task event");
+                        break;
+                    }
+                    Ok(()) = inputs.link.changed() => {
+                        self.link = inputs.link.borrow_and_update().clone();
+                        self.publish_snapshot();
+                    }
+                    _ = self.exec.wake.notified() => break,
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = tokio::time::sleep(tick) => self.publish_snapshot(),
                 }
-                Some(ev) = events.rx.recv() => tracing::debug!(?ev, "task event"),
-                _ = self.shared.kick.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
             }
         }
     }
@@ -146,48 +188,73 @@ impl Reconciler {
     /// Accepts or refuses a document, parsed off the loop (a refused one
     /// leaves the config in effect).
     pub fn take_config(&mut self, doc: ParsedConfig) {
-        self.shared.progress.config_evaluated();
+        self.counters.configs_evaluated += 1;
         let ParsedConfig { raw, parsed } = doc;
-        let current = self.shared.current.read().unwrap().clone();
-        match parsed.and_then(|p| check(&raw, p, current.as_ref())) {
+        match parsed.and_then(|p| check(&raw, p, self.current.as_deref())) {
             Ok(next) => {
                 for r in &next.rejected {
                     tracing::warn!(origin = %next.origin, "{}", r.summary());
                 }
-                if let Err(e) = self.shared.store.save_applied_config(
+                if let Err(e) = self.store.save_applied_config(
                     &raw.bytes,
                     next.config.generation,
-                    now_ms(),
+                    self.clock.now_ms(),
                 ) {
                     tracing::error!(error = %e, "checkpointing the config failed; applying it anyway");
                 }
                 tracing::info!(origin = %next.origin, generation = next.config.generation, apps = next.config.apps.len(), rejected = next.rejected.len(), "config accepted");
                 self.health.config_changed();
-                *self.shared.current.write().unwrap() = Some(next);
-                *self.shared.config_error.write().unwrap() = None;
-                self.shared.status_changed.notify_one();
+                self.current = Some(Arc::new(next));
+                self.config_error = None;
             }
             Err(e) => {
                 tracing::error!("{e}; the config in effect keeps running");
-                *self.shared.config_error.write().unwrap() = Some(e.to_string());
-                self.shared.status_changed.notify_one();
+                self.config_error = Some(e.to_string());
             }
         }
+        self.dirty = true;
+        self.publish_snapshot();
+    }
+
+    /// Handles an event from the admin API or the link.
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Command(Command::Bump { uuid, kind, reply }) => {
+                let r = self.store.bump_local_counter(&uuid, kind);
+                match &r {
+                    Ok(v) => {
+                        tracing::info!(app = %uuid, ?kind, counter = v, "local counter bumped by operator")
+                    }
+                    Err(e) => tracing::error!(app = %uuid, error = %e, "bumping a local counter"),
+                }
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
+            Event::Refused(why) => {
+                self.counters.configs_evaluated += 1;
+                self.config_error = Some(why);
+                self.publish_snapshot();
+            }
+            Event::InstanceUp => self.counters.instance_restarts += 1,
+        }
+        self.dirty = true;
     }
 
     /// One observe → plan → execute round. Returns whether anything was
     /// done (an action that only waits for its image download is not) and
     /// when the planner wants to be woken. Never waits for a download.
-    async fn pass(&mut self) -> Result<(bool, Option<u64>)> {
-        let evaluated = self.shared.progress.evaluated();
-        let Some(cur) = self.shared.current.read().unwrap().clone() else {
-            self.shared.progress.pass_idle(evaluated);
+    pub(crate) async fn pass(
+        &mut self,
+        inputs: &mut Inputs,
+    ) -> anyhow::Result<(bool, Option<u64>)> {
+        let evaluated = self.counters.configs_evaluated;
+        let Some(cur) = self.current.clone() else {
+            self.pass_idle(evaluated);
             return Ok((false, None));
         };
         let desired = self.desired_with_local_counters(&cur)?;
-        let found = self.shared.runtime.list().await?;
-        let observed: Vec<Observed> = found.iter().map(to_observed).collect();
-        let now = now_ms();
+        let found = self.exec.driver.observe().await?;
+        let observed: Vec<Observed> = found.iter().map(|f| f.app.clone()).collect();
+        let now = self.clock.now_ms();
         let mut out = plan(&Input {
             desired: &desired,
             rejected: &cur.rejected,
@@ -206,35 +273,12 @@ impl Reconciler {
             let retry = now + persist::UNSAVED_RETRY_MS;
             out.wake_at_ms = Some(out.wake_at_ms.map_or(retry, |w| w.min(retry)));
         }
-        self.show_unsaved(&mut out.statuses, |uuid| {
-            desired
-                .iter()
-                .find(|a| a.uuid == uuid)
-                .map(|a| a.display_name.clone())
-                .or_else(|| {
-                    cur.rejected
-                        .iter()
-                        .find(|r| r.uuid.as_deref() == Some(uuid))
-                        .and_then(|r| r.display_name.clone())
-                })
-        });
+        self.show_unsaved(&mut out.statuses, |uuid| display_name(&cur, &desired, uuid));
         self.publish(&cur, &desired, &found, &out.statuses, &out.actions)
             .await;
         self.track_health(&cur, &out.statuses);
-        // Network instances exist before the apps that use them start and
-        // go after their last user (whose Remove ran in an earlier pass).
-        let live: BTreeSet<String> = found
-            .iter()
-            .map(|o| o.task_id.clone())
-            .chain(desired.iter().filter(|a| a.activate).flat_map(|a| {
-                let planned = self
-                    .history
-                    .config_to_apply(&a.uuid)
-                    .map(AppConfig::task_id);
-                std::iter::once(a.task_id()).chain(planned)
-            }))
-            .collect();
-        self.converge_networks(&cur.config.networks, &live).await;
+        self.converge_networks(&cur.config.networks, &self.live_tasks(&desired, &found))
+            .await;
         // Downloads only for images some app is to be built from.
         let wanted: BTreeSet<&str> = desired
             .iter()
@@ -244,152 +288,171 @@ impl Reconciler {
                     .map_or(a.image.as_str(), |c| c.image.as_str())
             })
             .collect();
-        self.shared.downloads.retain_wanted(&wanted);
+        self.exec.downloads.retain_wanted(&wanted);
         if out.actions.is_empty() {
             self.collect_images(&cur).await;
-            self.shared.progress.pass_idle(evaluated);
+            self.pass_idle(evaluated);
             return Ok((false, out.wake_at_ms));
         }
-
-        // Containers are built from what the planner decided to apply (it
-        // can differ from the document, e.g. an image change still waiting
-        // for its purge counter).
-        let to_build = desired
-            .iter()
-            .map(|a| {
-                let cfg = self.history.config_to_apply(&a.uuid).cloned();
-                (a.uuid.clone(), cfg.unwrap_or_else(|| a.clone()))
-            })
-            .collect();
-        let view = Arc::new(PassView {
-            desired: to_build,
-            observed: found
-                .iter()
-                .map(|o| (o.task_id.clone(), o.clone()))
-                .collect(),
-            applied: self
-                .history
-                .apps
-                .iter()
-                .filter_map(|(u, r)| r.applied.clone().map(|a| (u.clone(), a)))
-                .collect(),
+        // Actions get their data (what to build from is the planner's
+        // choice: it can differ from the document, e.g. an image change
+        // still waiting for its purge counter).
+        let cx = BindContext {
+            desired: &desired,
+            networks: &cur.config.networks,
+            registries: &cur.config.registries,
             generation: cur.config.generation,
-            registries: cur.config.registries.clone(),
-            networks: cur.config.networks.clone(),
-        });
+            history: &self.history,
+        };
+        let mut jobs = Vec::new();
+        for action in out.actions {
+            match bind(action, &cx) {
+                Ok(job) => jobs.push(job),
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
         // Waves: teardown first, then the apps that were running before
         // (after a reboot they come back first), then the rest.
-        let waves = Waves::new(out.actions, &before_plan).in_order();
+        let waves = Waves::split(jobs, &before_plan, |j| &j.action).in_order();
         drop(before_plan);
+        let acted = self.execute_waves(waves, inputs).await;
+        Ok((acted, out.wake_at_ms))
+    }
+
+    fn pass_idle(&mut self, evaluated_at_start: u64) {
+        let idle = self
+            .counters
+            .idle_through
+            .map_or(evaluated_at_start, |i| i.max(evaluated_at_start));
+        if self.counters.idle_through != Some(idle) {
+            self.counters.idle_through = Some(idle);
+            self.publish_snapshot();
+        }
+    }
+
+    /// Runs the waves in order, each with bounded concurrency, recording
+    /// every outcome as it comes; meanwhile configs, commands and link
+    /// updates are taken (and make the loop pass again).
+    async fn execute_waves(
+        &mut self,
+        waves: [Vec<outpost_reconcile::Job>; 3],
+        inputs: &mut Inputs,
+    ) -> bool {
         let sem = Arc::new(Semaphore::new(self.opts.parallel.max(1)));
         let mut acted = false;
         for wave in waves {
             let mut set = tokio::task::JoinSet::new();
-            for action in wave {
-                let (exec, view, sem) = (self.exec.clone(), view.clone(), sem.clone());
+            for job in wave {
+                let (exec, sem) = (self.exec.clone(), sem.clone());
                 set.spawn(async move {
                     let _permit = sem.acquire_owned().await;
-                    tracing::info!(app = action.uuid(), action = action.kind().verb(), task = action.task_id(), "executing");
-                    let r = exec.execute(&action, &view).await;
-                    match &r {
-                        Ok(Executed::WaitingForImage) => tracing::info!(app = action.uuid(), action = action.kind().verb(), "waiting for its image"),
-                        Ok(Executed::Done) => {}
-                        Err(e) => tracing::warn!(app = action.uuid(), action = action.kind().verb(), error = %format!("{e:#}"), "action failed"),
-                    }
-                    (action, r)
+                    let r = exec.execute(&job).await;
+                    (job, r)
                 });
             }
-            while let Some(joined) = set.join_next().await {
-                let Ok((action, outcome)) = joined else {
+            loop {
+                let joined = tokio::select! {
+                    j = set.join_next() => match j {
+                        Some(j) => j,
+                        None => break,
+                    },
+                    Some(doc) = inputs.configs.recv() => { self.take_config(doc); continue; }
+                    Some(ev) = inputs.events.recv() => { self.handle(ev); continue; }
+                    Some(_) = events::next_task_event(&mut inputs.tasks) => { self.dirty = true; continue; }
+                    Ok(()) = inputs.link.changed() => {
+                        self.link = inputs.link.borrow_and_update().clone();
+                        self.publish_snapshot();
+                        continue;
+                    }
+                };
+                let Ok((job, outcome)) = joined else {
                     continue;
                 };
                 // Waiting for an image is no outcome: no backoff, no
                 // change; the download wakes the loop when it ends.
-                let now = now_ms();
-                let t = &self.opts.tunables;
+                let now = self.clock.now_ms();
+                let (t, uuid) = (&self.opts.tunables, job.action.uuid());
                 match outcome {
                     Ok(Executed::WaitingForImage) => continue,
                     Ok(Executed::Done) => {
-                        record_outcome(&mut self.history, action.uuid(), &action, Ok(()), now, t)
+                        record_outcome(&mut self.history, uuid, &job.action, Ok(()), now, t)
                     }
                     Err(e) => {
-                        let reason = format!("{e:#}");
-                        let permanent = e
-                            .downcast_ref::<Failure>()
-                            .is_some_and(|f| f.class == ErrorClass::Permanent);
-                        if permanent {
-                            record_permanent_failure(
-                                &mut self.history,
-                                action.uuid(),
-                                &action,
-                                &reason,
-                                now,
-                                t,
-                            );
-                        } else {
-                            record_outcome(
-                                &mut self.history,
-                                action.uuid(),
-                                &action,
-                                Err(reason),
-                                now,
-                                t,
-                            );
-                        }
+                        let failure = e.to_failure();
+                        record_failure_of(&mut self.history, uuid, &job.action, &failure, now, t);
                     }
                 }
                 acted = true;
                 // One decision, one transaction.
-                self.persist_outcome(action.uuid());
+                self.persist_outcome(job.action.uuid());
             }
         }
-        Ok((acted, out.wake_at_ms))
+        // Apps that now wait for a download show it at once.
+        self.publish_snapshot();
+        acted
+    }
+
+    /// Tasks that exist or are about to: network instances stay while one
+    /// of them uses them.
+    fn live_tasks(
+        &self,
+        desired: &[AppConfig],
+        found: &[super::driver::Found],
+    ) -> BTreeSet<String> {
+        found
+            .iter()
+            .map(|o| o.app.task_id.clone())
+            .chain(desired.iter().filter(|a| a.activate).flat_map(|a| {
+                let planned = self
+                    .history
+                    .config_to_apply(&a.uuid)
+                    .map(AppConfig::task_id);
+                std::iter::once(a.task_id()).chain(planned)
+            }))
+            .collect()
     }
 
     /// Desired apps with the operator's local restart/purge counters (read
     /// from the store) added, so the planner sees them as counter changes.
-    fn desired_with_local_counters(&self, cur: &Current) -> Result<Vec<AppConfig>> {
+    fn desired_with_local_counters(&self, cur: &Current) -> anyhow::Result<Vec<AppConfig>> {
         let mut local = BTreeMap::new();
         for app in &cur.config.apps {
-            let (restart, purge) = self.shared.store.local_counters(&app.uuid)?;
+            let (restart, purge) = self.store.local_counters(&app.uuid)?;
             local.insert(app.uuid.clone(), LocalCounters { restart, purge });
         }
         Ok(with_local_counters(&cur.config.apps, &local))
     }
+
+    /// Publishes the state as one immutable snapshot (download progress
+    /// applied to the statuses of apps waiting for their image).
+    pub(crate) fn publish_snapshot(&mut self) {
+        let overlaid = status::with_downloads(&self.statuses, &self.exec.downloads);
+        if *self.published != overlaid {
+            self.published = Arc::new(overlaid);
+        }
+        self.counters.downloads_refused = self.exec.downloads.refused();
+        let snap = Snapshot {
+            current: self.current.clone(),
+            statuses: self.published.clone(),
+            config_error: self.config_error.clone(),
+            link: self.link.clone(),
+            counters: self.counters,
+            started: self.started,
+        };
+        self.snapshot.send_replace(Arc::new(snap));
+    }
 }
 
-/// The planner's view of a container found in containerd.
-pub fn to_observed(o: &ObservedApp) -> Observed {
-    let purge_counter = o
-        .volume_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.split('#').nth(1))
-        .and_then(|g| g.trim_end_matches(".container").parse().ok())
-        .unwrap_or(0);
-    let (phase, exit_status, pid) = match &o.task {
-        None => (Phase::NoTask, None, None),
-        Some(t) => {
-            let phase = match t.status {
-                TaskStatus::Created => Phase::Created,
-                TaskStatus::Running => Phase::Running,
-                TaskStatus::Pausing => Phase::Pausing,
-                TaskStatus::Paused => Phase::Paused,
-                TaskStatus::Stopped => Phase::Stopped,
-                TaskStatus::Unknown => Phase::NoTask,
-            };
-            let exit = (t.status == TaskStatus::Stopped).then_some(t.exit_status);
-            (phase, exit, (t.pid > 0).then_some(t.pid))
-        }
-    };
-    Observed {
-        task_id: o.task_id.clone(),
-        uuid: o.app_uuid.clone(),
-        version: o.version.clone(),
-        app_num: o.app_num,
-        purge_counter,
-        phase,
-        exit_status,
-        pid,
-    }
+/// An app's display name, from the config or its rejected entry.
+fn display_name(cur: &Current, desired: &[AppConfig], uuid: &str) -> Option<String> {
+    desired
+        .iter()
+        .find(|a| a.uuid == uuid)
+        .map(|a| a.display_name.clone())
+        .or_else(|| {
+            cur.rejected
+                .iter()
+                .find(|r| r.uuid.as_deref() == Some(uuid))
+                .and_then(|r| r.display_name.clone())
+        })
 }

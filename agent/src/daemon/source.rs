@@ -9,7 +9,7 @@ use std::time::Duration;
 use outpost_api::{parse_device_config_bytes, ParseError, Parsed};
 use tokio::sync::mpsc;
 
-use crate::daemon::state::Current;
+use crate::daemon::snapshot::Current;
 
 /// A document as received, before parsing.
 #[derive(Clone, Debug)]

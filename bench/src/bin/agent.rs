@@ -137,7 +137,7 @@ async fn raw_runtime(images: &Path, n: usize) -> Result<Duration> {
         InstanceOptions::with_log_file(dir.path().join("c.log")),
     )
     .await?;
-    let rt = Runtime::new(client, layout)?;
+    let rt = Runtime::new(client, layout);
     let salt = format!("{:08x}", std::process::id() ^ 0x5a5a_0000);
     let apps: Vec<AppConfig> = (1..=n)
         .map(|i| serde_json::from_value(serde_json::json!({

@@ -11,7 +11,9 @@
 //! * [`server::Server`] serves the device API (rustls, TLS 1.2/1.3; client
 //!   certificates verified against the root CA and identified by the
 //!   SHA-256 of their DER) and the admin API on a root-only unix socket,
-//!   which the `device …` commands use because redb is single-process.
+//!   which the `device …` commands use because redb is single-process;
+//!   with `--admin-listen`, the same admin routes over HTTPS with tokens and
+//!   the web console ([`console`]), see [`admin::https`].
 //! * [`state::Controller`] keeps devices and each one's current signed
 //!   config in memory, in front of [`db::Db`]; a config long-poll waits on
 //!   the device's `tokio::sync::watch` channel, so hundreds of waiting
@@ -31,6 +33,8 @@
 //! | `onboard.cert.pem`, `onboard.key.pem` | onboarding certificate, clientAuth (copied into the bundle) |
 //! | `controller.redb` | devices, onboarding list, configs, info, metrics, logs, settings |
 //! | `admin.sock` | admin API (0600), present while `serve` runs |
+//! | `admin-tokens.json` | HTTPS admin API tokens: names and SHA-256 only (0600) |
+//! | `admin.cert.pem`, `admin.key.pem` | certificate of `serve --admin-listen`, issued by the CA on first use |
 //! | `device-config/` | default bundle dir: `server`, `root-certificate.pem`, `onboard.cert.pem`, `onboard.key.pem` |
 //!
 //! Keys are 0600 and the directory 0700. Each file is read when `serve`
@@ -50,11 +54,14 @@
 //!   time of the device's last `info`.
 //! * HTTP/1.1 only (ALPN `http/1.1`); an idle keep-alive connection is closed
 //!   after the header timeout (10 s).
-//! * Operators are authorised by the admin socket's mode (root only); there
-//!   are no operator accounts or audit log beyond the tracing output.
+//! * Operators are authorised by the admin socket's mode (root only) or, on
+//!   the HTTPS admin listener, by named tokens ([`admin::tokens`]: full or
+//!   read-only); there are no per-device permissions and no audit log beyond
+//!   the tracing output (which names the token of each change).
 
 pub mod admin;
 pub mod bootstrap;
+pub mod console;
 pub mod db;
 pub mod document;
 pub mod error;

@@ -99,6 +99,11 @@ counters! {
     log_lines_stored,
     /// Stored log lines dropped to stay within the per-device bound.
     log_lines_dropped,
+    /// HTTPS admin requests refused for a missing, unknown or revoked token
+    /// (401) or a read-only one that tried a change (403).
+    admin_auth_refused,
+    /// Web console sessions dropped to stay within the session bound.
+    console_sessions_evicted,
 }
 
 /// Resolves once `stop` is (or becomes) `true`, or its sender is gone.

@@ -50,6 +50,15 @@ enum Command {
         /// Accept unknown serials for this run.
         #[arg(long)]
         open_onboarding: bool,
+        /// Serve the admin API (token auth) and the web console over HTTPS
+        /// on this HOST:PORT (off by default; never on the device port).
+        #[arg(long)]
+        admin_listen: Option<String>,
+    },
+    /// Admin API tokens for `serve --admin-listen` (works on the state dir).
+    Token {
+        #[command(subcommand)]
+        command: cli::TokenCommand,
     },
     /// Manage devices (talks to the running server).
     Device {
@@ -113,10 +122,13 @@ impl Command {
             Command::Serve {
                 listen,
                 open_onboarding,
+                admin_listen,
             } => cli::Action::Serve {
                 listen,
                 open_onboarding,
+                admin_listen,
             },
+            Command::Token { command } => cli::Action::Token(command),
             Command::Device { command } => cli::Action::Device(command),
             Command::SignBootstrap { file, output } => cli::Action::SignBootstrap { file, output },
             Command::Stats { json } => cli::Action::Stats { json },

@@ -4,6 +4,7 @@ use crate::action::{Action, ActionKind};
 use crate::clock::rfc3339;
 use crate::diff::who;
 use crate::history::{AppRecord, ErrorKind, History};
+use crate::job::{ActionFailure, FailureClass};
 use crate::policy::Tunables;
 use crate::severity::{set_error, Level, NewError};
 
@@ -97,6 +98,32 @@ pub fn record_permanent_failure(
 ) {
     let rec = history.apps.entry(uuid.to_owned()).or_default();
     record_failure(rec, uuid, action, reason, Level::Terminal, now_ms, tunables);
+}
+
+/// [`record_outcome`] for a failed action whose error says whether
+/// retrying can help: a [`FailureClass::Permanent`] one is recorded like
+/// [`record_permanent_failure`], a transient one with the usual backoff.
+pub fn record_failure_of(
+    history: &mut History,
+    uuid: &str,
+    action: &Action,
+    failure: &ActionFailure,
+    now_ms: u64,
+    tunables: &Tunables,
+) {
+    match failure.class {
+        FailureClass::Permanent => {
+            record_permanent_failure(history, uuid, action, &failure.reason, now_ms, tunables)
+        }
+        FailureClass::Transient => record_outcome(
+            history,
+            uuid,
+            action,
+            Err(failure.reason.clone()),
+            now_ms,
+            tunables,
+        ),
+    }
 }
 
 fn record_failure(

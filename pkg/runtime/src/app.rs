@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use containerd_client::services::v1::GetContainerRequest;
@@ -76,23 +77,36 @@ pub struct CreatedApp {
 pub struct Runtime {
     c: Containerd,
     layout: Layout,
-    runsc_wrapper: Option<PathBuf>,
+    /// The runsc wrapper script, written on first use by a runsc app.
+    runsc_wrapper: Arc<OnceLock<PathBuf>>,
     cni: Cni,
 }
 
 impl Runtime {
     /// A runtime over `c` (the user instance, namespace `eve-user-apps`).
-    pub fn new(c: Containerd, layout: Layout) -> Result<Runtime> {
-        let runsc_wrapper = match runsc::find_runsc() {
-            Some(bin) => Some(runsc::write_wrapper(&layout.helper_bin(), &bin)?),
-            None => None,
-        };
-        Ok(Runtime {
+    /// Touches nothing: the runsc wrapper is written when the first runsc
+    /// app needs it.
+    pub fn new(c: Containerd, layout: Layout) -> Runtime {
+        Runtime {
             c,
             layout,
-            runsc_wrapper,
+            runsc_wrapper: Arc::default(),
             cni: Cni::default(),
-        })
+        }
+    }
+
+    /// The runsc wrapper, written on first use.
+    fn runsc_wrapper(&self) -> Result<&PathBuf> {
+        if let Some(p) = self.runsc_wrapper.get() {
+            return Ok(p);
+        }
+        let bin = runsc::find_runsc().ok_or_else(|| {
+            RuntimeError::Instance(
+                "runtime class runsc requested but runsc is not installed".into(),
+            )
+        })?;
+        let written = runsc::write_wrapper(&self.layout.helper_bin(), &bin)?;
+        Ok(self.runsc_wrapper.get_or_init(|| written))
     }
 
     /// Uses the CNI plugins in `cni` instead of `/usr/lib/cni`.
@@ -141,16 +155,7 @@ impl Runtime {
                 ..Default::default()
             },
             RuntimeClass::Runsc => RuncOptions {
-                binary_name: self
-                    .runsc_wrapper
-                    .as_ref()
-                    .ok_or_else(|| {
-                        RuntimeError::Instance(
-                            "runtime class runsc requested but runsc is not installed".into(),
-                        )
-                    })?
-                    .display()
-                    .to_string(),
+                binary_name: self.runsc_wrapper()?.display().to_string(),
                 root: self.layout.runsc_root().display().to_string(),
                 ..Default::default()
             },

@@ -19,6 +19,7 @@
 //!   restart of the puller.
 
 pub mod app;
+mod app_seam;
 pub mod client;
 pub mod error;
 pub mod events;

@@ -1,7 +1,7 @@
 //! What exists in the user containerd, rebuilt from labels: after a crash
 //! the agent learns its apps from here, not from memory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use containerd_client::services::v1::ListContainersRequest;
@@ -26,6 +26,10 @@ pub struct ObservedApp {
     pub config_generation: u64,
     /// Container volume directory.
     pub volume_dir: PathBuf,
+    /// Generation (purge counter) of the container volume, decoded from
+    /// `volume_dir` (0 when it does not follow the `<uuid>#<gen>.container`
+    /// layout).
+    pub volume_generation: u64,
     /// Runtime class name.
     pub runtime: String,
     /// Image name.
@@ -56,6 +60,10 @@ pub async fn list_apps(c: &Containerd) -> Result<Vec<ObservedApp>> {
             version: l(labels::VERSION),
             app_num: l(labels::APP_NUM).parse().unwrap_or(0),
             config_generation: l(labels::GENERATION).parse().unwrap_or(0),
+            volume_generation: crate::volume::container_volume_generation(Path::new(&l(
+                labels::VOLUME,
+            )))
+            .unwrap_or(0),
             volume_dir: PathBuf::from(l(labels::VOLUME)),
             runtime: l(labels::RUNTIME),
             image: ct.image.clone(),

@@ -26,6 +26,17 @@ pub fn container_volume_dir(volumes: &Path, uuid: &str, generation: u64) -> Path
     volumes.join(format!("{uuid}#{generation}.container"))
 }
 
+/// The generation a [`container_volume_dir`] path names.
+pub fn container_volume_generation(dir: &Path) -> Option<u64> {
+    dir.file_name()?
+        .to_str()?
+        .strip_suffix(".container")?
+        .rsplit_once('#')?
+        .1
+        .parse()
+        .ok()
+}
+
 /// Directory of a data volume.
 pub fn data_volume_dir(volumes: &Path, uuid: &str, generation: u64) -> PathBuf {
     volumes.join(format!("{uuid}#{generation}"))
@@ -173,6 +184,18 @@ pub async fn remove(c: &Containerd, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_volume_generation_round_trips() {
+        let v = Path::new("/persist/vols");
+        for g in [0, 7, u64::MAX] {
+            let d = container_volume_dir(v, "6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10", g);
+            assert_eq!(container_volume_generation(&d), Some(g));
+        }
+        for bad in ["x#1", "x.container", "x#a.container", ""] {
+            assert_eq!(container_volume_generation(&v.join(bad)), None, "{bad}");
+        }
+    }
 
     #[test]
     fn snapshot_id_is_basename_or_file_content_verbatim() {

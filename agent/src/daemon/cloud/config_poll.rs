@@ -1,6 +1,5 @@
 //! The signed config long-poll: one more sender on the config channel.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_cloud::{Backoff, Client, Poll, Verifier};
@@ -8,14 +7,14 @@ use tokio::sync::mpsc;
 
 use super::link::{contact, failed};
 use super::options::CloudOptions;
+use crate::daemon::snapshot::{Event, Handle};
 use crate::daemon::source::RawConfig;
-use crate::daemon::state::Shared;
 
 /// Origin of configs from the controller.
 pub const ORIGIN_CONTROLLER: &str = "controller";
 
 pub(super) async fn config_loop(
-    shared: Arc<Shared>,
+    handle: Handle,
     client: Client,
     root_pem: Vec<u8>,
     uuid: String,
@@ -39,7 +38,7 @@ pub(super) async fn config_loop(
             });
             if let Err(e) = r {
                 tracing::warn!("fetching the signing certificate: {e}");
-                failed(&shared, &e);
+                failed(&handle, &e);
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
@@ -53,7 +52,7 @@ pub(super) async fn config_loop(
                 envelope,
                 etag: header_etag,
             }) => {
-                contact(&shared);
+                contact(&handle);
                 backoff.reset();
                 match verifier.open(&envelope) {
                     Ok(opened) if opened.payload.device.as_deref() == Some(uuid.as_str()) => {
@@ -70,12 +69,13 @@ pub(super) async fn config_loop(
                     Ok(opened) => {
                         etag = Some(opened.etag);
                         refuse(
-                            &shared,
+                            &handle,
                             &format!(
                                 "config for device {:?} sent to device {uuid}",
                                 opened.payload.device
                             ),
-                        );
+                        )
+                        .await;
                     }
                     Err(e) => {
                         // Maybe the signing certificate was replaced: fetch it
@@ -83,16 +83,16 @@ pub(super) async fn config_loop(
                         // same document again until it changes.
                         verifier = Verifier::new(&root_pem).expect("checked above");
                         etag = header_etag;
-                        refuse(&shared, &e.to_string());
+                        refuse(&handle, &e.to_string()).await;
                     }
                 }
             }
             Ok(Poll::NotModified) => {
-                contact(&shared);
+                contact(&handle);
                 backoff.reset();
             }
             Ok(Poll::Empty) => {
-                contact(&shared);
+                contact(&handle);
                 backoff.reset();
                 // Nothing to wait on yet: do not spin if the controller
                 // answers at once.
@@ -103,21 +103,22 @@ pub(super) async fn config_loop(
             }
             Err(e) => {
                 tracing::warn!("config poll: {e}");
-                failed(&shared, &e);
+                failed(&handle, &e);
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }
 }
 
-fn refuse(shared: &Shared, why: &str) {
+async fn refuse(handle: &Handle, why: &str) {
     tracing::error!(
         "config from the controller refused: {why}; the config in effect keeps running"
     );
-    shared.progress.config_evaluated();
-    *shared.config_error.write().unwrap() =
-        Some(format!("config from the controller refused: {why}"));
-    shared.status_changed.notify_one();
-    // A pass after the refusal lets `Progress` show it changed nothing.
-    shared.kick.notify_one();
+    // The loop counts it, shows it and passes once, so `configs_evaluated`
+    // and `idle_through` show it changed nothing.
+    handle
+        .tell(Event::Refused(format!(
+            "config from the controller refused: {why}"
+        )))
+        .await;
 }

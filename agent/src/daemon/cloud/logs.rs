@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::link::{contact, failed};
 use super::uploads::read_trim;
-use crate::daemon::state::Shared;
+use crate::daemon::snapshot::Handle;
 
 /// Most lines in one log batch.
 const BATCH_LINES: usize = 1000;
@@ -32,13 +32,13 @@ enum Follow {
 /// starts empty after a reboot, and a clock that went back must not hide
 /// new lines (rules in [`outpost_cloud::batcher`]).
 pub(super) fn spawn_log_reader(
-    shared: &Shared,
+    handle: &Handle,
     queue: Arc<LogQueue>,
     wake: Arc<Notify>,
     flush: Duration,
 ) {
-    let query = shared.memlogd.query_socket.clone();
-    let boot_file = shared.layout.persist().join("cloud").join("logq-boot-id");
+    let query = handle.memlogd.query_socket.clone();
+    let boot_file = handle.layout.persist().join("cloud").join("logq-boot-id");
     std::thread::Builder::new()
         .name("log-shipper".into())
         .spawn(move || {
@@ -117,7 +117,7 @@ fn spawn_follower(query: std::path::PathBuf) -> std::sync::mpsc::Receiver<Follow
 }
 
 pub(super) async fn log_upload_loop(
-    shared: Arc<Shared>,
+    handle: Handle,
     client: Client,
     uuid: String,
     queue: Arc<LogQueue>,
@@ -135,7 +135,7 @@ pub(super) async fn log_upload_loop(
         match next {
             Ok(Some((seq, body))) => match client.post_logs(&uuid, seq, body).await {
                 Ok(ack) if ack.acked >= seq => {
-                    contact(&shared);
+                    contact(&handle);
                     backoff.reset();
                     queue.ack(ack.acked);
                 }
@@ -149,7 +149,7 @@ pub(super) async fn log_upload_loop(
                 }
                 Err(e) => {
                     tracing::debug!("log upload: {e}");
-                    failed(&shared, &e);
+                    failed(&handle, &e);
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
             },

@@ -20,18 +20,17 @@ use outpost_cloud::{Backoff, Bundle, Client, CloudError, IdentityStore};
 use tokio::sync::{mpsc, Notify};
 
 pub use self::config_poll::ORIGIN_CONTROLLER;
-pub use self::link::CloudLink;
-use self::link::{failed, update};
+use self::link::failed;
 pub use self::onboard::ORIGIN_BOOTSTRAP;
 pub use self::options::CloudOptions;
 pub use self::uploads::{device_info, sample_metrics};
+use crate::daemon::snapshot::{Event, Handle, LinkState, LinkView};
 use crate::daemon::source::RawConfig;
-use crate::daemon::state::Shared;
 
 /// Starts the link when `/config/server` names a controller. Returns at
 /// once; the work runs in background tasks.
-pub fn start(shared: Arc<Shared>, tx: mpsc::Sender<RawConfig>, opts: CloudOptions) {
-    let dir = shared.layout.config_dir();
+pub fn start(handle: Handle, tx: mpsc::Sender<RawConfig>, opts: CloudOptions) {
+    let dir = handle.layout.config_dir();
     let bundle = match Bundle::load(&dir) {
         Ok(Some(b)) => b,
         Ok(None) => {
@@ -46,20 +45,14 @@ pub fn start(shared: Arc<Shared>, tx: mpsc::Sender<RawConfig>, opts: CloudOption
             return;
         }
     };
-    *shared.cloud.write().unwrap() = Some(CloudLink {
-        server: bundle.server.clone(),
-        uuid: None,
-        name: None,
-        state: "onboarding",
-        last_contact: None,
-        last_error: None,
-        queue: None,
-    });
+    handle
+        .link
+        .send_replace(Some(LinkView::onboarding(bundle.server.clone())));
     tokio::spawn(async move {
-        if let Err(e) = run(shared.clone(), tx, bundle, opts).await {
+        if let Err(e) = run(handle.clone(), tx, bundle, opts).await {
             tracing::error!("controller link stopped: {e}");
-            update(&shared, |l| {
-                l.state = "stopped";
+            handle.update_link(|l| {
+                l.state = LinkState::Stopped;
                 l.last_error = Some(e.to_string());
             });
         }
@@ -67,12 +60,12 @@ pub fn start(shared: Arc<Shared>, tx: mpsc::Sender<RawConfig>, opts: CloudOption
 }
 
 async fn run(
-    shared: Arc<Shared>,
+    handle: Handle,
     tx: mpsc::Sender<RawConfig>,
     bundle: Bundle,
     opts: CloudOptions,
 ) -> Result<(), CloudError> {
-    let no_config = shared.current.read().unwrap().is_none();
+    let no_config = handle.now().current.is_none();
     if no_config {
         match onboard::bootstrap(&bundle) {
             Ok(Some(raw)) => {
@@ -84,22 +77,22 @@ async fn run(
             Ok(None) => {}
             Err(e) => {
                 tracing::error!("bootstrap config refused: {e}");
-                shared.progress.config_evaluated();
-                *shared.config_error.write().unwrap() = Some(format!("bootstrap config: {e}"));
-                shared.kick.notify_one();
+                handle
+                    .tell(Event::Refused(format!("bootstrap config: {e}")))
+                    .await;
             }
         }
     }
 
-    let ids = IdentityStore::new(shared.layout.persist().join("certs"));
+    let ids = IdentityStore::new(handle.layout.persist().join("certs"));
     let mut backoff = Backoff::new(Duration::from_secs(1), opts.backoff_max);
     let identity = loop {
         match onboard::onboard(&bundle, &ids).await {
             Ok(id) => break id,
             Err(e) => {
                 tracing::warn!("onboarding: {e}");
-                failed(&shared, &e);
-                update(&shared, |l| l.state = "onboarding");
+                failed(&handle, &e);
+                handle.update_link(|l| l.state = LinkState::Onboarding);
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
@@ -117,10 +110,10 @@ async fn run(
         Some((&identity.cert_pem, &identity.key_pem)),
     )?;
     let queue = Arc::new(LogQueue::open(
-        &shared.layout.persist().join("cloud").join("logq"),
+        &handle.layout.persist().join("cloud").join("logq"),
         opts.logq_bytes,
     )?);
-    update(&shared, |l| {
+    handle.update_link(|l| {
         l.uuid = Some(identity.uuid.clone());
         l.name = Some(identity.name.clone());
         l.queue = Some(queue.clone());
@@ -128,27 +121,27 @@ async fn run(
 
     let uuid = identity.uuid.clone();
     tokio::spawn(uploads::info_loop(
-        shared.clone(),
+        handle.clone(),
         client.clone(),
         uuid.clone(),
         opts.clone(),
     ));
     tokio::spawn(uploads::metrics_loop(
-        shared.clone(),
+        handle.clone(),
         client.clone(),
         uuid.clone(),
         opts.clone(),
     ));
     let wake = Arc::new(Notify::new());
-    logs::spawn_log_reader(&shared, queue.clone(), wake.clone(), opts.log_flush);
+    logs::spawn_log_reader(&handle, queue.clone(), wake.clone(), opts.log_flush);
     tokio::spawn(logs::log_upload_loop(
-        shared.clone(),
+        handle.clone(),
         client.clone(),
         uuid.clone(),
         queue,
         wake,
         opts.backoff_max,
     ));
-    config_poll::config_loop(shared, client, bundle.root_pem, uuid, tx, opts).await;
+    config_poll::config_loop(handle, client, bundle.root_pem, uuid, tx, opts).await;
     Ok(())
 }

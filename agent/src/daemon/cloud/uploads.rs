@@ -9,55 +9,86 @@ use outpost_cloud::{Backoff, Client};
 
 use super::link::{contact, failed};
 use super::options::CloudOptions;
-use crate::daemon::state::Shared;
+use crate::daemon::snapshot::{Handle, Snapshot};
+
+/// What an info report is made of, to tell whether a new snapshot changes it
+/// (pointers: the loop replaces the config and the statuses only when they
+/// change).
+#[derive(Clone, PartialEq)]
+struct ReportKey {
+    config: Option<usize>,
+    statuses: usize,
+    config_error: Option<String>,
+}
+
+impl ReportKey {
+    fn of(s: &Snapshot) -> Self {
+        ReportKey {
+            config: s.current.as_ref().map(|c| Arc::as_ptr(c) as usize),
+            statuses: Arc::as_ptr(&s.statuses) as usize,
+            config_error: s.config_error.clone(),
+        }
+    }
+}
+
+/// Waits until the loop publishes a snapshot whose report differs from
+/// `last` (never returns if the loop has stopped).
+async fn report_changed(rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>, last: &ReportKey) {
+    loop {
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if ReportKey::of(&rx.borrow_and_update()) != *last {
+            return;
+        }
+    }
+}
 
 /// The device info report.
-pub fn device_info(shared: &Shared) -> DeviceInfo {
-    let cur = shared.current.read().unwrap().clone();
+pub fn device_info(snap: &Snapshot) -> DeviceInfo {
+    let cur = snap.current.as_deref();
     DeviceInfo {
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         hostname: read_trim("/proc/sys/kernel/hostname"),
         kernel: read_trim("/proc/sys/kernel/osrelease"),
-        agent_uptime_secs: shared.started.elapsed().as_secs(),
+        agent_uptime_secs: snap.started.elapsed().as_secs(),
         reported_at: now_rfc3339(),
-        config_generation: cur.as_ref().map(|c| c.config.generation).unwrap_or(0),
-        config_origin: cur.as_ref().map(|c| c.origin.clone()).unwrap_or_default(),
-        config_error: shared.config_error.read().unwrap().clone(),
-        apps: shared.statuses(),
+        config_generation: cur.map(|c| c.config.generation).unwrap_or(0),
+        config_origin: cur.map(|c| c.origin.clone()).unwrap_or_default(),
+        config_error: snap.config_error.clone(),
+        apps: snap.statuses(),
         // Filled from the service supervisor's watch channel once the
         // loop's snapshot carries it (`daemon::services::Handle::view`).
         services: Vec::new(),
     }
 }
 
-pub(super) async fn info_loop(
-    shared: Arc<Shared>,
-    client: Client,
-    uuid: String,
-    opts: CloudOptions,
-) {
+pub(super) async fn info_loop(handle: Handle, client: Client, uuid: String, opts: CloudOptions) {
     let mut backoff = Backoff::new(Duration::from_secs(1), opts.backoff_max);
+    let mut rx = handle.snapshot.clone();
     loop {
-        let info = device_info(&shared);
+        let snap = rx.borrow_and_update().clone();
+        let key = ReportKey::of(&snap);
+        let info = device_info(&snap);
         match client.post_info(&uuid, &info).await {
             Ok(()) => {
-                contact(&shared);
+                contact(&handle);
                 backoff.reset();
             }
             Err(e) => {
                 tracing::debug!("info upload: {e}");
-                failed(&shared, &e);
+                failed(&handle, &e);
                 // Only the newest info matters: retry with backoff, but a
                 // change wakes it up sooner.
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = shared.status_changed.notified() => {}
+                    _ = report_changed(&mut rx, &key) => {}
                 }
                 continue;
             }
         }
         tokio::select! {
-            _ = shared.status_changed.notified() => {
+            _ = report_changed(&mut rx, &key) => {
                 // Let a burst of changes settle into one report.
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
@@ -66,32 +97,28 @@ pub(super) async fn info_loop(
     }
 }
 
-pub(super) async fn metrics_loop(
-    shared: Arc<Shared>,
-    client: Client,
-    uuid: String,
-    opts: CloudOptions,
-) {
+pub(super) async fn metrics_loop(handle: Handle, client: Client, uuid: String, opts: CloudOptions) {
     loop {
-        let m = sample_metrics(&shared).await;
+        let m = sample_metrics(&handle).await;
         if let Err(e) = client.post_metrics(&uuid, &m).await {
             tracing::debug!("metrics upload: {e}");
-            failed(&shared, &e);
+            failed(&handle, &e);
         } else {
-            contact(&shared);
+            contact(&handle);
         }
         tokio::time::sleep(opts.metrics_interval).await;
     }
 }
 
 /// Device-wide and per-app figures (per-app from the tasks' cgroups).
-pub async fn sample_metrics(shared: &Shared) -> DeviceMetrics {
+pub async fn sample_metrics(handle: &Handle) -> DeviceMetrics {
+    let snap = handle.now();
     let mut apps = Vec::new();
-    for st in shared.statuses() {
+    for st in snap.statuses() {
         let Some(d) = st.domain.as_ref().filter(|d| d.pid.is_some()) else {
             continue;
         };
-        if let Ok(m) = shared.runtime.metrics(&d.task_id).await {
+        if let Ok(m) = handle.runtime.metrics(&d.task_id).await {
             apps.push(AppMetrics {
                 uuid: st.uuid.clone(),
                 name: st.display_name.clone(),
@@ -103,11 +130,9 @@ pub async fn sample_metrics(shared: &Shared) -> DeviceMetrics {
     let mut drops = BTreeMap::new();
     drops.insert(
         "containerd_events_dropped".to_owned(),
-        shared
-            .events_dropped
-            .load(std::sync::atomic::Ordering::Relaxed),
+        snap.counters.events_dropped,
     );
-    if let Some(link) = shared.cloud.read().unwrap().as_ref() {
+    if let Some(link) = snap.link.as_ref() {
         let v = link.view();
         drops.insert("log_batches_dropped".to_owned(), v.log_batches_dropped);
         drops.insert("log_lines_dropped".to_owned(), v.log_lines_dropped);

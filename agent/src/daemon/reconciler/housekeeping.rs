@@ -4,10 +4,11 @@
 
 use outpost_reconcile::{images_to_keep, AppStatusUpdate, ConfigInEffect, KnownGood};
 
-use super::{now_ms, Reconciler};
-use crate::daemon::state::Current;
+use super::Reconciler;
+use crate::daemon::driver::Driver;
+use crate::daemon::snapshot::Current;
 
-impl Reconciler {
+impl<D: Driver> Reconciler<D> {
     /// Promotes the applied config to known-good after a healthy window:
     /// every activated app RUNNING and none rejected.
     pub(super) fn track_health(&mut self, cur: &Current, updates: &[AppStatusUpdate]) {
@@ -16,12 +17,12 @@ impl Reconciler {
             apps: &cur.config.apps,
             rejected: cur.rejected.len(),
         };
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let after = self.opts.known_good_after.as_millis() as u64;
         if !self.health.observe(&cfg, updates, after, now) {
             return;
         }
-        match self.shared.store.promote_known_good(now) {
+        match self.store.promote_known_good(now) {
             Ok(_) => {
                 tracing::info!(generation = cfg.generation, "config promoted to known-good");
                 self.health.promoted(cfg.generation);
@@ -36,12 +37,16 @@ impl Reconciler {
     /// idle, at most once per grace period.
     pub(super) async fn collect_images(&mut self, cur: &Current) {
         let grace = self.opts.image_gc_grace;
-        if self.last_gc.is_some_and(|t| t.elapsed() < grace) {
+        let now = self.clock.now_ms();
+        if self
+            .last_gc_ms
+            .is_some_and(|t| now.saturating_sub(t) < grace.as_millis() as u64)
+        {
             return;
         }
-        self.last_gc = Some(std::time::Instant::now());
+        self.last_gc_ms = Some(now);
         let rollback_apps;
-        let known_good = match self.shared.store.known_good_config() {
+        let known_good = match self.store.known_good_config() {
             Ok(Some(cp)) => match outpost_api::parse_device_config_bytes(&cp.raw) {
                 Ok(p) => {
                     rollback_apps = p.config.apps;
@@ -65,9 +70,7 @@ impl Reconciler {
             return;
         };
         let keep: std::collections::HashSet<String> = keep.into_iter().collect();
-        match outpost_runtime::pull::gc::collect_images(self.shared.runtime.client(), &keep, grace)
-            .await
-        {
+        match self.exec.driver.collect_images(&keep, grace).await {
             Ok(gone) if !gone.is_empty() => tracing::info!(images = ?gone, "unused images removed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "image GC failed"),

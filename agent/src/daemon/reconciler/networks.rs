@@ -1,16 +1,16 @@
 //! Network instances in the loop: created before the apps that use them,
 //! removed after their last user, orphaned attachments freed
-//! ([`plan_networks`] decides, `outpost_runtime::net` acts).
+//! ([`plan_networks`] decides, the [`Driver`] acts).
 
 use std::collections::BTreeSet;
 
 use outpost_api::NetworkConfig;
 use outpost_reconcile::{plan_networks, NetworkInput};
-use outpost_runtime::net;
 
 use super::Reconciler;
+use crate::daemon::driver::Driver;
 
-impl Reconciler {
+impl<D: Driver> Reconciler<D> {
     /// Frees orphaned attachments, removes network instances nobody uses any
     /// more and sets up the configured ones ([`plan_networks`]). Failures are
     /// logged and retried next pass; an app on a network that could not be
@@ -20,29 +20,24 @@ impl Reconciler {
         desired: &[NetworkConfig],
         live: &BTreeSet<String>,
     ) {
-        let rt = &self.shared.runtime;
-        let (layout, cni) = (rt.layout(), rt.cni());
-        let (owned, records) = match (net::owned(layout), net::records(layout)) {
-            (Ok(o), Ok(r)) => (o, r),
-            (Err(e), _) | (_, Err(e)) => {
+        let driver = self.exec.driver.clone();
+        let state = match driver.networks().await {
+            Ok(s) => s,
+            Err(e) => {
                 tracing::warn!(error = %e, "network state unreadable; network instances left as they are");
                 return;
             }
         };
-        let owned: Vec<String> = owned.into_iter().map(|o| o.network.uuid).collect();
-        let attachments: Vec<(String, Vec<String>)> = records
-            .iter()
-            .map(|r| (r.task.clone(), r.networks()))
-            .collect();
+        let attachments = &state.attachments;
         let plan = plan_networks(&NetworkInput {
             desired,
-            owned: &owned,
-            attachments: &attachments,
+            owned: &state.owned,
+            attachments,
             live_tasks: live,
         });
         let mut still_used = BTreeSet::new();
         for task in &plan.detach {
-            match net::detach_app(layout, cni, task).await {
+            match driver.detach(task).await {
                 Ok(()) => {
                     tracing::info!(task = %task, "freed the network attachment of a task that is gone")
                 }
@@ -56,7 +51,7 @@ impl Reconciler {
         }
         for uuid in plan.remove.iter().filter(|u| !still_used.contains(*u)) {
             self.ensured_networks.remove(uuid);
-            match net::remove_network(layout, uuid).await {
+            match driver.remove_network(uuid).await {
                 Ok(()) => tracing::info!(network = %uuid, "network instance removed"),
                 Err(e) => {
                     tracing::warn!(network = %uuid, error = %e, "removing network instance failed")
@@ -67,12 +62,10 @@ impl Reconciler {
             tracing::debug!(network = %uuid, ?tasks, "network left the config; kept until its apps are gone");
         }
         for n in &plan.ensure {
-            if self.ensured_networks.get(&n.uuid) == Some(n)
-                && net::instance::looks_complete(layout, n)
-            {
+            if self.ensured_networks.get(&n.uuid) == Some(n) && driver.network_complete(n) {
                 continue;
             }
-            match net::ensure_network(layout, n).await {
+            match driver.ensure_network(n).await {
                 Ok(changed) => {
                     if changed {
                         tracing::info!(network = %n.uuid, name = %n.name, "network instance set up");

@@ -13,7 +13,7 @@ use outpost_api::{parse::MAX_REJECTED_UUID_BYTES, ErrorDescription, Severity};
 use outpost_reconcile::{datetime, AppRecord, AppStatusUpdate, History};
 use outpost_store::{Batch, Store, MAX_APP_RECORD_BYTES, MAX_KEY_BYTES};
 
-use super::{now_ms, Reconciler};
+use super::Reconciler;
 
 // A record holds up to three copies of its app's config (`applied`,
 // `target`, `failed_config`) and one message listing the changes between
@@ -88,7 +88,7 @@ pub(super) fn save_records(
     failed
 }
 
-impl Reconciler {
+impl<D: crate::daemon::driver::Driver> Reconciler<D> {
     /// Saves every record the plan changed (and forgets the ones it
     /// dropped), plus the ones still unsaved. An app whose record cannot be
     /// saved keeps its previous record in `next`; its UUID is returned so
@@ -102,7 +102,7 @@ impl Reconciler {
             })
             .map(|u| (u.as_str(), next.apps.get(u)))
             .collect();
-        let failed = save_records(&self.shared.store, &changes);
+        let failed = save_records(&self.store, &changes);
         let tried: Vec<String> = changes.iter().map(|(u, _)| u.to_string()).collect();
         for uuid in tried {
             match failed.get(&uuid) {
@@ -127,7 +127,7 @@ impl Reconciler {
     /// failure the app is marked unsaved (the outcome stays in memory and
     /// the next pass saves it again).
     pub(super) fn persist_outcome(&mut self, uuid: &str) {
-        let failed = save_records(&self.shared.store, &[(uuid, self.history.apps.get(uuid))]);
+        let failed = save_records(&self.store, &[(uuid, self.history.apps.get(uuid))]);
         match failed.into_values().next() {
             Some(e) => self.mark_unsaved(uuid, e),
             None => {
@@ -141,7 +141,7 @@ impl Reconciler {
         if self.unsaved.get(uuid).is_none_or(|u| u.error != error) {
             tracing::error!(app = uuid, error = %error, "the app's decision record could not be saved; its actions wait");
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let u = self.unsaved.entry(uuid.to_owned()).or_insert(Unsaved {
             error: String::new(),
             first_ms: now,

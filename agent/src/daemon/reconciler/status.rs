@@ -4,20 +4,46 @@
 
 use std::collections::BTreeMap;
 
-use outpost_api::{AppConfig, AppStatus, DomainStatus};
-use outpost_reconcile::{keep_removed_visible, Action, AppStatusUpdate};
-use outpost_runtime::task::TaskStatus;
-use outpost_runtime::ObservedApp;
+use outpost_api::{AppConfig, AppStatus, DomainStatus, DownloadStatus, SwState};
+use outpost_reconcile::{keep_removed_visible, Action, AppStatusUpdate, Phase};
 
 use super::Reconciler;
-use crate::daemon::state::Current;
+use crate::daemon::downloads::Downloads;
+use crate::daemon::driver::{Driver, Found};
+use crate::daemon::snapshot::Current;
 
-impl Reconciler {
+/// `statuses` with every app that waits for its image shown DOWNLOADING,
+/// with the bytes so far.
+pub(super) fn with_downloads(
+    statuses: &BTreeMap<String, AppStatus>,
+    downloads: &Downloads,
+) -> BTreeMap<String, AppStatus> {
+    statuses
+        .iter()
+        .map(|(k, s)| {
+            let mut s = s.clone();
+            if s.state != SwState::Running {
+                if let Some(p) = downloads.progress(&s.image) {
+                    s.state = SwState::Downloading;
+                    s.download = Some(DownloadStatus {
+                        done: p.done,
+                        total: p.total,
+                    });
+                }
+            }
+            (k.clone(), s)
+        })
+        .collect()
+}
+
+impl<D: Driver> Reconciler<D> {
+    /// Makes the statuses of this pass from the planner's updates, what the
+    /// runtime shows and the config, and publishes them.
     pub(super) async fn publish(
         &mut self,
         cur: &Current,
         desired: &[AppConfig],
-        found: &[ObservedApp],
+        found: &[Found],
         updates: &[AppStatusUpdate],
         actions: &[Action],
     ) {
@@ -38,31 +64,24 @@ impl Reconciler {
                 .rejected
                 .iter()
                 .find(|r| r.uuid.as_deref() == Some(u.uuid.as_str()));
-            let obs = found.iter().find(|o| o.app_uuid == u.uuid);
+            let obs = found.iter().find(|o| o.app.uuid == u.uuid);
             let vnc = match app {
                 Some(a) => self.vnc_set(a).await,
                 None => false,
             };
             let rec = self.history.apps.get(&u.uuid);
             let domain = obs.map(|o| DomainStatus {
-                task_id: o.task_id.clone(),
-                pid: o.task.as_ref().map(|t| t.pid).filter(|p| *p > 0),
-                exit_code: o
-                    .task
-                    .as_ref()
-                    .filter(|t| t.status == TaskStatus::Stopped)
-                    .map(|t| t.exit_status),
+                task_id: o.app.task_id.clone(),
+                pid: o.app.pid,
+                exit_code: o.app.exit_status.filter(|_| o.app.phase == Phase::Stopped),
                 started_at: rec.and_then(|r| r.started_ms).and_then(|ms| {
                     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).ok()
                 }),
                 runtime: o.runtime.clone(),
                 memory_limit_bytes: app.and_then(|a| a.resources.memory_kib.checked_mul(1024)),
-                ips: self
-                    .shared
-                    .runtime
-                    .app_ips(&o.task_id)
-                    .unwrap_or_default()
-                    .into_iter()
+                ips: o
+                    .ips
+                    .iter()
                     .map(|(net, ip)| format!("{net}={ip}"))
                     .collect(),
             });
@@ -86,21 +105,13 @@ impl Reconciler {
             statuses.insert(u.uuid.clone(), status);
         }
         // Rejected entries without a UUID of their own show under `apps[i]`.
-        {
-            let old = self.shared.statuses.read().unwrap();
-            statuses.extend(super::unplaced::statuses(cur, &old));
-            // An app being removed stays visible (HALTING) until it is gone,
-            // in the same update readers see (no moment without it).
-            keep_removed_visible(actions, &old, &mut statuses);
-        }
-        let changed = {
-            let mut cur = self.shared.statuses.write().unwrap();
-            let changed = *cur != statuses;
-            *cur = statuses;
-            changed
-        };
-        if changed {
-            self.shared.status_changed.notify_one();
+        statuses.extend(super::unplaced::statuses(cur, &self.statuses));
+        // An app being removed stays visible (HALTING) until it is gone,
+        // in the same update readers see (no moment without it).
+        keep_removed_visible(actions, &self.statuses, &mut statuses);
+        if statuses != self.statuses {
+            self.statuses = statuses;
+            self.publish_snapshot();
         }
     }
 
@@ -112,13 +123,12 @@ impl Reconciler {
         if let Some(v) = self.vnc_by_image.get(&app.image) {
             return *v;
         }
-        match outpost_runtime::image::resolve(self.shared.runtime.client(), &app.image).await {
-            Ok(img) => {
-                let set = outpost_runtime::spec::vnc_password(app, &img.config).is_some();
+        match self.exec.driver.image_sets_vnc(app).await {
+            Some(set) => {
                 self.vnc_by_image.insert(app.image.clone(), set);
                 set
             }
-            Err(_) => false,
+            None => false,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use outpost_api::{AppStatus, ErrorDescription, RejectedApp, Severity, SwState};
 
 use super::now_ms;
-use crate::daemon::state::Current;
+use crate::daemon::snapshot::Current;
 
 /// The placeholder statuses of `cur`, keyed `apps[i]`. `previous` keeps an
 /// unchanged error's first-seen time (no status churn between passes).

@@ -38,13 +38,10 @@ pub fn bind(socket: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves the admin API until `stop` turns true.
-pub async fn serve(
-    controller: Arc<Controller>,
-    listener: UnixListener,
-    stop: watch::Receiver<bool>,
-) {
-    let app = Router::new()
+/// The admin API's `/v1` routes, shared by the unix socket and the HTTPS
+/// listener (`serve --admin-listen`, behind token auth: [`super::https`]).
+pub fn router(controller: Arc<Controller>) -> Router {
+    Router::new()
         .route("/v1/server", get(server_view))
         .route("/v1/devices", get(list).post(add))
         .route("/v1/devices/{dev}", get(status).delete(delete))
@@ -55,7 +52,16 @@ pub async fn serve(
         .layer(DefaultBodyLimit::max(
             2 * crate::document::MAX_DOCUMENT_BYTES,
         ))
-        .with_state(controller);
+        .with_state(controller)
+}
+
+/// Serves the admin API until `stop` turns true.
+pub async fn serve(
+    controller: Arc<Controller>,
+    listener: UnixListener,
+    stop: watch::Receiver<bool>,
+) {
+    let app = router(controller);
     let stopped = crate::limits::stopped(stop);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stopped)
@@ -106,7 +112,9 @@ async fn server_view(State(c): State<Arc<Controller>>) -> Json<ServerView> {
     })
 }
 
-async fn list(State(c): State<Arc<Controller>>) -> Result<Json<Vec<DeviceView>>, Failure> {
+pub(crate) async fn list(
+    State(c): State<Arc<Controller>>,
+) -> Result<Json<Vec<DeviceView>>, Failure> {
     let infos: HashMap<String, InfoRecord> = c.blocking(|c| c.db.infos()).await?;
     let mut views: Vec<DeviceView> = c
         .slots()
@@ -137,7 +145,7 @@ async fn delete(
     Ok(Json(view_of(&record, None, None)))
 }
 
-async fn status(
+pub(crate) async fn status(
     State(c): State<Arc<Controller>>,
     UrlPath(dev): UrlPath<String>,
 ) -> Result<Json<DeviceStatus>, Failure> {
@@ -183,12 +191,13 @@ async fn set_config_all(
     Ok(Json(c.set_config_all(req.document).await?))
 }
 
+/// `?n=` of the metrics route.
 #[derive(Deserialize)]
-struct MetricsQuery {
-    n: Option<usize>,
+pub(crate) struct MetricsQuery {
+    pub n: Option<usize>,
 }
 
-async fn metrics(
+pub(crate) async fn metrics(
     State(c): State<Arc<Controller>>,
     UrlPath(dev): UrlPath<String>,
     Query(q): Query<MetricsQuery>,
@@ -198,12 +207,13 @@ async fn metrics(
     Ok(Json(c.blocking(move |c| c.db.metrics(&uuid, n)).await?))
 }
 
-#[derive(Deserialize)]
-struct LogsQuery {
-    app: Option<String>,
-    n: Option<usize>,
-    after: Option<u64>,
-    wait: Option<u64>,
+/// `?app=&n=&after=&wait=` of the logs route.
+#[derive(Deserialize, Default)]
+pub(crate) struct LogsQuery {
+    pub app: Option<String>,
+    pub n: Option<usize>,
+    pub after: Option<u64>,
+    pub wait: Option<u64>,
 }
 
 /// App UUID → name, from the device's config and last info.
@@ -224,7 +234,7 @@ fn app_names(c: &Controller, uuid: &str) -> Result<HashMap<String, String>> {
     Ok(names)
 }
 
-async fn logs(
+pub(crate) async fn logs(
     State(c): State<Arc<Controller>>,
     UrlPath(dev): UrlPath<String>,
     Query(q): Query<LogsQuery>,

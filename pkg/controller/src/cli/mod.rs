@@ -4,6 +4,7 @@ mod device;
 mod format;
 mod logs;
 mod metrics;
+mod tokens;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use outpost_controller::admin::client::AdminClient;
 use outpost_controller::admin::types::ServerView;
 use outpost_controller::init::InitOptions;
 use outpost_controller::{ControllerError, ServeOptions, Server, StateDir};
+pub use tokens::TokenCommand;
 
 /// `outpost-controller device …`.
 #[derive(Debug, Subcommand)]
@@ -87,7 +89,9 @@ pub enum Action {
     Serve {
         listen: Option<String>,
         open_onboarding: bool,
+        admin_listen: Option<String>,
     },
+    Token(TokenCommand),
     Device(DeviceCommand),
     SignBootstrap {
         file: PathBuf,
@@ -113,7 +117,12 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
         Action::Serve {
             listen,
             open_onboarding,
-        } => runtime()?.block_on(serve(state, listen, open_onboarding)),
+            admin_listen,
+        } => runtime()?.block_on(serve(state, listen, open_onboarding, admin_listen)),
+        Action::Token(cmd) => {
+            state.require_initialised()?;
+            tokens::run(&state, cmd)
+        }
         Action::SignBootstrap { file, output } => {
             let warnings = outpost_controller::bootstrap::sign_bootstrap(&state, &file, &output)?;
             for w in warnings {
@@ -161,13 +170,22 @@ fn init(state: &StateDir, opts: &InitOptions) -> Result<()> {
     Ok(())
 }
 
-async fn serve(state: StateDir, listen: Option<String>, open_onboarding: bool) -> Result<()> {
+async fn serve(
+    state: StateDir,
+    listen: Option<String>,
+    open_onboarding: bool,
+    admin_listen: Option<String>,
+) -> Result<()> {
     let mut opts = ServeOptions::new(state);
     opts.listen = listen;
     opts.open_onboarding = open_onboarding;
+    opts.admin_listen = admin_listen;
     let server = Server::bind(opts).await?;
     let addr = server.local_addr();
     let mut out = std::io::stdout();
+    if let Some(admin) = server.admin_addr() {
+        writeln!(out, "admin API and console on https://{admin}/console")?;
+    }
     writeln!(out, "listening on https://{addr}")?;
     out.flush()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

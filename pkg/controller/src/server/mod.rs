@@ -35,6 +35,8 @@ pub struct ServeOptions {
     pub open_onboarding: bool,
     /// Bounds.
     pub limits: Limits,
+    /// HTTPS admin API + web console address (`None`: off).
+    pub admin_listen: Option<String>,
 }
 
 impl ServeOptions {
@@ -45,6 +47,7 @@ impl ServeOptions {
             listen: None,
             open_onboarding: false,
             limits: Limits::default(),
+            admin_listen: None,
         }
     }
 }
@@ -56,6 +59,7 @@ pub struct Server {
     admin: tokio::net::UnixListener,
     acceptor: TlsAcceptor,
     addr: SocketAddr,
+    admin_https: Option<crate::admin::https::AdminListener>,
 }
 
 /// Raises the soft open-file limit to the hard one (each connection is a
@@ -93,7 +97,12 @@ impl Server {
             .local_addr()
             .map_err(ControllerError::io("reading the address of", &listen))?;
         let admin = crate::admin::server::bind(&opts.state.admin_socket())?;
+        let admin_https = match &opts.admin_listen {
+            Some(l) => Some(crate::admin::https::AdminListener::bind(&opts.state, l).await?),
+            None => None,
+        };
         Ok(Server {
+            admin_https,
             controller: Arc::new(controller),
             listener,
             admin,
@@ -105,6 +114,11 @@ impl Server {
     /// The address the device API listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the HTTPS admin API and console, when enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_https.as_ref().map(|a| a.local_addr())
     }
 
     /// The controller (for in-process tests).
@@ -122,6 +136,7 @@ impl Server {
             admin,
             acceptor,
             addr,
+            admin_https,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let admin_task = tokio::spawn(crate::admin::server::serve(
@@ -129,6 +144,8 @@ impl Server {
             admin,
             stop_rx.clone(),
         ));
+        let https_task =
+            admin_https.map(|l| tokio::spawn(l.serve(controller.clone(), stop_rx.clone())));
         let max = controller.limits.max_connections;
         let slots = Arc::new(Semaphore::new(max));
         let cx = connection::ConnContext {
@@ -167,6 +184,9 @@ impl Server {
         let all = u32::try_from(max).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await;
         let _ = admin_task.await;
+        if let Some(t) = https_task {
+            let _ = t.await;
+        }
         let _ = std::fs::remove_file(controller.state_dir().admin_socket());
         Ok(())
     }
