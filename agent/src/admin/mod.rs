@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod server;
+pub mod services;
 pub mod types;
 
 /// File name of the admin socket inside the agent's run dir.

@@ -19,7 +19,11 @@ use crate::daemon::snapshot::{Command, CounterKind, Event, Handle, Snapshot};
 const MAX_EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Serves the admin API on `socket` until the task is dropped.
-pub async fn serve(handle: Handle, socket: &Path) -> Result<()> {
+pub async fn serve(
+    handle: Handle,
+    services: crate::daemon::services::Handle,
+    socket: &Path,
+) -> Result<()> {
     let dir = socket.parent().context("admin socket has no parent dir")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
@@ -34,9 +38,13 @@ pub async fn serve(handle: Handle, socket: &Path) -> Result<()> {
         .route("/v1/apps/{app}/restart", post(restart))
         .route("/v1/apps/{app}/purge", post(purge))
         .route("/v1/apps/{app}/exec", post(exec))
-        .route("/v1/check", get(check))
+        .route("/v1/check", {
+            let services = services.clone();
+            get(move |st: State<Handle>| check(st, services.view()))
+        })
         .route("/v1/networks", get(networks))
-        .with_state(handle);
+        .with_state(handle)
+        .merge(super::services::routes(services));
     axum::serve(listener, app).await.context("admin API server")
 }
 
@@ -139,6 +147,11 @@ async fn networks(State(h): State<Handle>) -> Json<Vec<super::types::NetworkView
     Json(h.now().networks())
 }
 
-async fn check(State(h): State<Handle>) -> Response {
-    Json(crate::daemon::checks::run(&h).await).into_response()
+async fn check(
+    State(h): State<Handle>,
+    services: crate::daemon::services::ServicesView,
+) -> Response {
+    let mut checks = crate::daemon::checks::run(&h).await;
+    checks.push(services.check());
+    Json(checks).into_response()
 }

@@ -58,6 +58,22 @@ struct Args {
     /// Longest reconnect backoff to the controller, seconds.
     #[arg(long, default_value_t = 60)]
     controller_backoff_max_secs: u64,
+    /// System containerd socket (default: <root>/run/containerd/containerd.sock).
+    #[arg(long)]
+    system_socket: Option<PathBuf>,
+    /// Services the image declares (default: <root>/etc/outpost/services.json).
+    #[arg(long)]
+    services_manifest: Option<PathBuf>,
+    /// First restart delay of a declared service that exited, milliseconds
+    /// (doubles up to --service-backoff-max-ms).
+    #[arg(long, default_value_t = 1000)]
+    service_backoff_initial_ms: u64,
+    /// Longest restart delay of a declared service, milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    service_backoff_max_ms: u64,
+    /// Milliseconds between observations of the services.
+    #[arg(long, default_value_t = 1000)]
+    service_poll_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +140,16 @@ async fn main() -> anyhow::Result<()> {
             log_flush: Duration::from_millis(a.log_flush_ms.max(10)),
             logq_bytes: a.log_queue_mib.max(1) << 20,
             backoff_max: Duration::from_secs(a.controller_backoff_max_secs.max(1)),
+        },
+        services: daemon::ServicesSettings {
+            system_socket: a.system_socket,
+            manifest: a.services_manifest,
+            backoff: daemon::services::backoff::BackoffPolicy {
+                initial: Duration::from_millis(a.service_backoff_initial_ms.max(1)),
+                max: Duration::from_millis(a.service_backoff_max_ms.max(1)),
+                reset_after: Duration::from_secs(60),
+            },
+            poll: Duration::from_millis(a.service_poll_ms),
         },
     })
     .await

@@ -4,7 +4,9 @@
 mod apps;
 mod images;
 mod logs;
+mod offline;
 mod pull;
+mod svc;
 
 use std::path::PathBuf;
 
@@ -139,6 +141,23 @@ pub enum Cmd {
         #[arg(long)]
         plain_http: bool,
     },
+    /// Device services in the system containerd (`services.linuxkit`).
+    Svc {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: svc::SvcCmd,
+    },
+    /// Check a device config file offline with the agent's own loader and
+    /// validation; exits 1 when the agent would refuse it or reject an app.
+    Validate {
+        /// YAML or JSON device config.
+        file: PathBuf,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -185,5 +204,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
             ca,
             plain_http,
         } => pull::push(&layout_dir, &reference, ca.as_deref(), plain_http).await,
+        Cmd::Svc { cmd } => svc::run(&layout, cmd).await,
+        Cmd::Validate { file } => offline::validate(&file),
+        Cmd::Completions { shell } => offline::completions(shell),
     }
 }

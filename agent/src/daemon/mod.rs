@@ -9,12 +9,13 @@ pub mod executor;
 pub mod images;
 pub mod logs;
 pub mod reconciler;
+pub mod services;
 pub mod snapshot;
 pub mod source;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use outpost_runtime::instance::{InstanceOptions, InstanceState, UserInstance};
@@ -46,6 +47,21 @@ pub struct Options {
     pub loop_options: LoopOptions,
     /// Controller link settings (used when `/config/server` exists).
     pub cloud: cloud::CloudOptions,
+    /// Service supervisor settings.
+    pub services: ServicesSettings,
+}
+
+/// Where the device services are and how they are kept running.
+#[derive(Clone, Debug, Default)]
+pub struct ServicesSettings {
+    /// System containerd socket (default: the layout's).
+    pub system_socket: Option<PathBuf>,
+    /// Declared-services manifest (default: the layout's).
+    pub manifest: Option<PathBuf>,
+    /// Restart backoff.
+    pub backoff: services::backoff::BackoffPolicy,
+    /// How often the services are observed.
+    pub poll: Duration,
 }
 
 /// Runs the agent until SIGTERM/SIGINT. Apps keep running when it exits:
@@ -126,11 +142,22 @@ pub async fn run(opts: Options) -> Result<()> {
         link: Arc::new(link_tx),
     };
 
+    let services = services::spawn(services::ServicesOptions {
+        socket: (opts.services.system_socket.clone()).unwrap_or_else(|| layout.system_socket()),
+        manifest: (opts.services.manifest.clone()).unwrap_or_else(|| layout.services_manifest()),
+        poll: opts.services.poll.max(Duration::from_millis(100)),
+        backoff: opts.services.backoff,
+        grace: Duration::from_secs(10),
+        memlogd_log: layout.memlogd_log_socket(),
+        memlogd_query: layout.memlogd_query_socket(),
+        scratch: layout.agent_run().join("services"),
+    });
+
     let admin_socket = layout.agent_run().join(crate::admin::SOCKET_NAME);
     let admin = {
         let handle = handle.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::admin::server::serve(handle, &admin_socket).await {
+            if let Err(e) = crate::admin::server::serve(handle, services, &admin_socket).await {
                 tracing::error!(error = %format!("{e:#}"), "admin API stopped");
             }
         })

@@ -342,3 +342,43 @@ mod tests {
         assert!(capabilities(&["CAP_FLY".into()]).is_err());
     }
 }
+
+/// Where `outpostd` reads the services the image declares (it restarts
+/// those, and only those, when they exit).
+pub const SERVICES_MANIFEST: &str = "/etc/outpost/services.json";
+
+/// Writes [`SERVICES_MANIFEST`]: the names of the `services:` entries, a
+/// JSON list.
+pub fn add_services_manifest(t: &mut Tree, services: &[Container]) -> Result<()> {
+    let names: Vec<&str> = services.iter().map(|c| c.name.as_str()).collect();
+    let mut json = serde_json::to_vec_pretty(&names).unwrap_or_else(|_| b"[]".to_vec());
+    json.push(b'\n');
+    t.file(
+        Path::new(SERVICES_MANIFEST),
+        Content::Bytes(json),
+        0o644,
+        "services manifest",
+    )
+}
+
+#[cfg(test)]
+mod manifest_tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_lists_the_service_names() {
+        let def: crate::def::Definition = serde_yaml::from_str(
+            "kernel: {image: deb:linux-image-amd64}\nservices:\n  - {name: dhcpcd, image: oci:x}\n  - {name: sshd, image: oci:y}\n",
+        )
+        .unwrap();
+        let mut t = Tree::new(true);
+        add_services_manifest(&mut t, &def.services).unwrap();
+        let Some(Kind::File(Content::Bytes(b))) =
+            t.get(Path::new(SERVICES_MANIFEST)).map(|n| &n.kind)
+        else {
+            panic!("no manifest");
+        };
+        let names: Vec<String> = serde_json::from_slice(b).unwrap();
+        assert_eq!(names, ["dhcpcd", "sshd"]);
+    }
+}

@@ -80,6 +80,7 @@ pub fn assemble(inp: &Inputs<'_>) -> Result<Rootfs> {
             add_bundle(&mut t, inp, &mut images, phase, i, c)?;
         }
     }
+    bundle::add_services_manifest(&mut t, &inp.loaded.def.services)?;
     add_files(&mut t, inp.loaded)?;
     Ok(Rootfs {
         tree: t,

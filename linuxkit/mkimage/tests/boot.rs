@@ -386,6 +386,10 @@ fn boot_and_check(
         bail!("boot {n}: the guest reached the host directly at 10.0.2.2:{}; networking is not restricted", probe.port);
     }
 
+    if n == 1 {
+        service_restarted(&mut vm, t)?;
+    }
+
     let accel = vm.accel;
     let off = vm.poweroff(Duration::from_secs(90))?;
     println!("boot {n}: powered off in {:.1} s", secs(off));
@@ -403,6 +407,33 @@ fn boot_and_check(
         running_host,
         first_output,
     })
+}
+
+/// `outpost svc list` shows the image's dhcpcd service as declared and
+/// running, and the agent restarts it after a SIGKILL.
+fn service_restarted(vm: &mut Vm, t: Duration) -> Result<()> {
+    let list = vm.ok("outpost svc list", t)?;
+    println!("outpost svc list:\n{list}");
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("dhcpcd "))
+        .with_context(|| format!("outpost svc list has no dhcpcd:\n{list}"))?;
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    if cols.get(1) != Some(&"RUNNING") || cols.last() != Some(&"yes") {
+        bail!("dhcpcd is not a running declared service: {row}");
+    }
+    let pid = cols[2];
+    vm.ok(&format!("kill -9 {pid}"), t)?;
+    vm.ok(
+        "i=0; until outpost svc list | grep -q '^dhcpcd  *RUNNING .* 1 .* yes$'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.2; done",
+        t,
+    )
+    .with_context(|| format!("the agent did not restart dhcpcd (pid {pid} killed)"))?;
+    let after = vm.ok("outpost svc status dhcpcd", t)?;
+    println!("after SIGKILL to dhcpcd:\n{after}");
+    vm.ok("outpost check | grep -q '^ok   services'", t)
+        .context("outpost check: services")?;
+    Ok(())
 }
 
 /// A logread line of hello's stdout.

@@ -126,6 +126,10 @@ pub struct DeviceInfo {
     pub config_error: Option<String>,
     /// Every app in the config, with its state.
     pub apps: Vec<AppStatus>,
+    /// The device's system services (`services.linuxkit`), when the agent
+    /// observes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<crate::ServiceStatus>,
 }
 
 /// `POST /api/v1/devices/<uuid>/metrics`: every metrics interval.

@@ -22,6 +22,7 @@ pub mod network;
 pub mod parse;
 pub mod reference;
 pub mod registry;
+pub mod service;
 pub mod status;
 #[cfg(test)]
 mod test_apps;
@@ -42,6 +43,7 @@ pub use parse::{
 };
 pub use reference::{LocalName, Reference, ReferenceError};
 pub use registry::RegistryConfig;
+pub use service::ServiceStatus;
 pub use status::{
     AppStatus, BackoffStatus, DomainStatus, DownloadStatus, ErrorDescription, Severity, SwState,
 };

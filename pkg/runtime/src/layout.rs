@@ -29,6 +29,12 @@ impl Layout {
         self.at("run/containerd/containerd.sock")
     }
 
+    /// Services the device image declares (written by outpost-mkimage from
+    /// the linuxkit YAML `services:`): `/etc/outpost/services.json`.
+    pub fn services_manifest(&self) -> PathBuf {
+        self.at("etc/outpost/services.json")
+    }
+
     /// User containerd state dir: `/run/containerd-user`.
     pub fn user_state(&self) -> PathBuf {
         self.at("run/containerd-user")

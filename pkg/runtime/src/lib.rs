@@ -7,6 +7,8 @@
 //!   service) and resolves images for apps.
 //! * [`volume`] keeps EVE's container-volume layout and snapshot-ID rules.
 //! * [`spec`] builds the OCI runtime spec from an `AppConfig` (EVE-FACTS §4, §5).
+//! * [`services`] observes, restarts and execs in the system instance's
+//!   device services (`services.linuxkit`).
 //! * [`task`] has the container/task verbs; [`Runtime`] ties them into
 //!   idempotent app-level steps; [`observe`] rebuilds state from labels.
 //!
@@ -31,6 +33,7 @@ pub mod net;
 pub mod observe;
 pub mod pull;
 pub mod runsc;
+pub mod services;
 pub mod spec;
 pub mod task;
 pub mod volume;

@@ -57,6 +57,9 @@ pub fn device_info(snap: &Snapshot) -> DeviceInfo {
         config_origin: cur.map(|c| c.origin.clone()).unwrap_or_default(),
         config_error: snap.config_error.clone(),
         apps: snap.statuses(),
+        // Filled from the service supervisor's watch channel once the
+        // loop's snapshot carries it (`daemon::services::Handle::view`).
+        services: Vec::new(),
     }
 }
 
