@@ -38,6 +38,19 @@ pub struct Info {
     /// The controller connection, when `/config/server` names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<ControllerView>,
+    /// The A/B base OS slot booted, when the device booted through slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_os: Option<BaseOsView>,
+}
+
+/// The A/B base OS slots as `outpost version` shows them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BaseOsView {
+    /// The slot the root was mounted from (`IMGA`, `IMGB`).
+    pub slot: String,
+    /// What the initramfs noted this boot (a slot marked failed, a repaired GPT).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Info {

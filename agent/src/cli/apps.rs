@@ -300,6 +300,12 @@ impl Ctx {
                 if let Some(e) = i.config_error {
                     println!("last config refused: {e}");
                 }
+                if let Some(b) = &i.base_os {
+                    println!("base OS slot {}", b.slot);
+                    for n in &b.notes {
+                        println!("  at boot: {n}");
+                    }
+                }
                 match i.controller {
                     Some(c) => {
                         let who = match (c.name, c.uuid) {

@@ -1,6 +1,7 @@
 //! `outpostd`: wires the store, the user containerd, memlogd, the config
 //! sources, the admin API and the reconcile loop together.
 
+pub mod baseos;
 pub mod checks;
 pub mod cloud;
 pub mod downloads;

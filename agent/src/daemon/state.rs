@@ -258,6 +258,7 @@ impl Shared {
             configs_evaluated: self.progress.evaluated(),
             idle_through: self.progress.idle_through(),
             controller: self.cloud.read().unwrap().as_ref().map(|c| c.view()),
+            base_os: super::baseos::view(&self.layout),
         }
     }
 }
