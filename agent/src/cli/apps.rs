@@ -305,6 +305,18 @@ impl Ctx {
                     for n in &b.notes {
                         println!("  at boot: {n}");
                     }
+                    if let Some(u) = &b.update {
+                        println!(
+                            "base OS update {} → {}: {}{}",
+                            u.version.as_deref().unwrap_or("?"),
+                            u.target.as_deref().unwrap_or("?"),
+                            u.phase,
+                            u.reason
+                                .as_ref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
+                        );
+                    }
                 }
                 match i.controller {
                     Some(c) => {

@@ -171,10 +171,18 @@ pub async fn run(opts: Options) -> Result<()> {
 
     let exec = Executor::new(shared.clone(), opts.images.clone());
     let reconciler = Reconciler::new(shared.clone(), exec, opts.loop_options.clone())?;
+    let _base_os_update = baseos::update::spawn(shared.clone());
+    let watchdog = baseos::watchdog::Watchdog::start(
+        &layout.root().join("dev/watchdog"),
+        baseos::watchdog::FEED_EVERY,
+    );
     tracing::info!(root = %layout.root().display(), "outpostd running");
     reconciler
         .run(source::parse_off_loop(rx), events, shutdown_signal())
         .await;
+    if let Some(w) = watchdog {
+        w.disarm().await;
+    }
     tracing::info!("outpostd stopping; apps keep running");
     admin.abort();
     let _ = std::fs::remove_file(layout.agent_run().join(crate::admin::SOCKET_NAME));

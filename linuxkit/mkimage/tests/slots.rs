@@ -14,136 +14,26 @@
 //! 3. B "updating" holding a good root → boots IMGB, one try spent (0x3,
 //!    "in progress"); hello RUNNING from the checkpoint.
 //! 4. B never committed → B is marked failed and A boots again.
+//! 5. B "updating" again; once it is up, the agent is frozen (SIGSTOP):
+//!    the i6300esb watchdog it fed resets the guest (QEMU exits under
+//!    `-no-reboot`), and
+//! 6. the next boot is on A, B marked failed: a hung boot costs one try.
 
+mod slotboot;
 mod vm;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use outpost_baseos::SlotState;
-use outpost_mkimage::{build, disk, BuildOptions, DiskSizes, QemuOptions};
+use outpost_mkimage::disk;
+use slotboot::{boot, build_image, expect, DEVICE_YAML};
 use vm::Vm;
-
-const DEVICE_YAML: &str = r#"# Written by the slot test: the demo app, from the OCI layout in the image.
-generation: 1
-apps:
-  - uuid: 6f1c2a4e-9b7d-4c1e-8a52-0d3f5e7b9a10
-    version: "1"
-    display_name: hello
-    app_num: 1
-    image: hello:latest
-    resources: { memory_kib: 32768, vcpus: 1 }
-    stop_timeout: 5s
-"#;
-
-/// The directory of the workspace binaries: the profile dir of this test binary.
-fn bin_dir() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("target profile dir")?
-        .to_owned();
-    for bin in [
-        "outpostd",
-        "outpost",
-        "memlogd",
-        "logread",
-        "logwrite",
-        "outpost-slot",
-    ] {
-        if !dir.join(bin).is_file() {
-            bail!(
-                "{} not found: run `make image-test` (or cargo build [--release] -p outpost-agent \
-                 -p memlogd -p outpost-baseos in the profile this test runs in)",
-                dir.join(bin).display()
-            );
-        }
-    }
-    Ok(dir)
-}
-
-/// What one boot showed.
-struct Booted {
-    slot: String,
-    version: String,
-    host_secs: f64,
-}
-
-/// Boots the disk, waits for the agent, reads the slot, powers off.
-fn boot(n: u32, opts: &QemuOptions, out: &Path, app_running: bool) -> Result<Booted> {
-    let mut vm = Vm::boot(
-        &format!("slot boot {n}"),
-        opts,
-        &out.join(format!("slots-console-{n}.log")),
-    )?;
-    vm.wait_for_shell(Duration::from_secs(300))?;
-    let t = Duration::from_secs(30);
-    let slot = vm.ok("cat /run/outpost/slot", t)?.trim().to_owned();
-    vm.ok(
-        "i=0; until outpost version --json >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 1200 ] && exit 1; sleep 0.1; done",
-        Duration::from_secs(150),
-    )
-    .context("outpostd did not answer")?;
-    let version = vm.ok("outpost version", t)?;
-    let json: serde_json::Value = serde_json::from_str(&vm.ok("outpost version --json", t)?)?;
-    if json["base_os"]["slot"] != slot.as_str() {
-        bail!(
-            "boot {n}: /run/outpost/slot says {slot}, the agent says {}",
-            json["base_os"]
-        );
-    }
-    if app_running {
-        vm.ok(
-            "i=0; until outpost list 2>/dev/null | grep -q '^hello .*RUNNING'; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.3; done",
-            Duration::from_secs(200),
-        )
-        .with_context(|| format!("boot {n}: hello did not reach RUNNING on {slot}"))?;
-    }
-    let host_secs = vm.started.elapsed().as_secs_f64();
-    println!(
-        "slot boot {n} ({}): {slot}, agent up and checked {host_secs:.1} s after QEMU start:\n{version}",
-        vm.accel
-    );
-    vm.poweroff(Duration::from_secs(90))?;
-    Ok(Booted {
-        slot,
-        version,
-        host_secs,
-    })
-}
-
-fn expect(n: u32, disk_path: &Path, a: SlotState, b: SlotState) -> Result<()> {
-    let got = disk::slots(disk_path)?;
-    if got != (a, b) {
-        bail!(
-            "after boot {n}: slots are A {} / B {}, expected A {a} / B {b}",
-            got.0,
-            got.1
-        );
-    }
-    Ok(())
-}
 
 #[test]
 #[ignore = "needs the workspace binaries and QEMU: make image-test"]
 fn slot_selection_spends_tries_and_falls_back_to_a() -> Result<()> {
-    let bins = bin_dir()?;
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = bins.parent().context("target dir")?.join("slot-test");
-    std::fs::create_dir_all(&out)?;
-    let config = tempfile::tempdir()?;
-    std::fs::write(config.path().join("device.yaml"), DEVICE_YAML)?;
-    let report = build(&BuildOptions {
-        definition: workspace.join("linuxkit/outpost.yml"),
-        out: out.clone(),
-        config_dir: Some(config.path().to_owned()),
-        release_dir: bins.clone(),
-        sizes: DiskSizes::default(),
-    })?;
-    println!("{report}");
-    let opts = QemuOptions::for_image(&out);
+    let (out, opts) = build_image("slot-test", DEVICE_YAML)?;
     let d = &opts.disk;
     let in_progress = SlotState {
         priority: 3,
@@ -204,5 +94,41 @@ fn slot_selection_spends_tries_and_falls_back_to_a() -> Result<()> {
         );
     }
     expect(4, d, SlotState::ACTIVE, SlotState::UNUSED)?;
+
+    // 5. A hung agent on B: the watchdog resets the guest.
+    disk::set_slots(d, SlotState::ACTIVE, SlotState::UPDATING)?;
+    let mut vm = Vm::boot("slot boot 5", &opts, &out.join("slots-console-5.log"))?;
+    vm.wait_for_shell(Duration::from_secs(300))?;
+    let t = Duration::from_secs(30);
+    let slot = vm.ok("cat /run/outpost/slot", t)?;
+    if slot.trim() != "IMGB" {
+        bail!("boot 5: expected IMGB, got {slot}");
+    }
+    vm.ok(
+        "i=0; until outpost version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 1200 ] && exit 1; sleep 0.1; done; [ -c /dev/watchdog ]",
+        Duration::from_secs(150),
+    )
+    .context("boot 5: the agent did not answer, or there is no /dev/watchdog")?;
+    vm.ok(
+        "i=0; until /usr/bin/logread -source outpostd | grep -q 'feeding the watchdog'; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.2; done",
+        Duration::from_secs(90),
+    )
+    .context("boot 5: the agent does not feed the watchdog")?;
+    vm.ok("kill -STOP $(pidof outpostd)", t)?;
+    let reset = vm.wait_exit(Duration::from_secs(180))?;
+    println!(
+        "boot 5: agent frozen on IMGB → watchdog reset {:.1} s later",
+        reset.as_secs_f64()
+    );
+    expect(5, d, SlotState::ACTIVE, in_progress)?;
+    let b6 = boot(6, &opts, &out, true)?;
+    if b6.slot != "IMGA" || !b6.version.contains("IMGB: booted without being committed") {
+        bail!(
+            "boot 6: expected IMGA after the hung IMGB, got {}:\n{}",
+            b6.slot,
+            b6.version
+        );
+    }
+    expect(6, d, SlotState::ACTIVE, SlotState::UNUSED)?;
     Ok(())
 }

@@ -4,12 +4,16 @@
 //! (`/persist/status/boot-slot`: `slot <LABEL>` then its notes, e.g. a slot
 //! marked failed because its root did not mount).
 
+pub mod record;
+pub mod update;
+pub mod watchdog;
+
 use std::io::Read;
 use std::path::Path;
 
 use outpost_runtime::Layout;
 
-use crate::admin::types::BaseOsView;
+use crate::admin::types::{BaseOsView, UpdateView};
 
 /// Bytes of `boot-slot` read at most (the initramfs writes a few lines).
 const NOTES_BYTES: u64 = 4096;
@@ -34,8 +38,24 @@ pub fn view(layout: &Layout) -> Option<BaseOsView> {
     let slot = Some(run.trim().to_owned())
         .filter(|s| !s.is_empty())
         .or(recorded_slot)
-        .or_else(outpost_baseos::boot_slot)?;
-    Some(BaseOsView { slot, notes })
+        .or_else(|| {
+            // Only the real root's mounts say anything about this layout.
+            (layout.root() == Path::new("/"))
+                .then(outpost_baseos::boot_slot)
+                .flatten()
+        })?;
+    let rec = record::Record::load(&layout.status_dir().join("baseos.json"));
+    let update = (rec.phase != record::Phase::Idle || rec.reason.is_some()).then(|| UpdateView {
+        phase: rec.phase.name().to_owned(),
+        version: rec.version.clone(),
+        target: rec.target.clone(),
+        reason: rec.reason.clone(),
+    });
+    Some(BaseOsView {
+        slot,
+        notes,
+        update,
+    })
 }
 
 fn read_bounded(p: &Path) -> String {

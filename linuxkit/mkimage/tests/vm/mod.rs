@@ -331,6 +331,33 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// Waits for QEMU to exit by itself (a guest reset under `-no-reboot`:
+    /// the watchdog firing, a `reboot`); returns how long that took.
+    #[allow(dead_code, reason = "tests/slots.rs uses it, tests/boot.rs does not")]
+    pub fn wait_exit(mut self, timeout: Duration) -> Result<Duration> {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "{}: QEMU exited with {status}; see {}",
+                        self.name,
+                        self.log.display()
+                    );
+                }
+                return Ok(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "{}: QEMU still running after {timeout:?}; see {}",
+            self.name,
+            self.log.display()
+        )
+    }
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
