@@ -39,6 +39,23 @@ pub struct BaseOsConfig {
     pub fallback: Duration,
 }
 
+/// The base OS as the device reports it to the controller.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseOsStatus {
+    /// The slot running (`IMGA`, `IMGB`).
+    pub slot: String,
+    /// The last update's step: DOWNLOADING, VERIFYING, INSTALLED, TESTING,
+    /// COMMITTED, ROLLED BACK, FAILED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
+    /// The version it was about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Why it failed or rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 fn default_test_window() -> Duration {
     Duration::from_secs(600)
 }

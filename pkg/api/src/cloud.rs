@@ -126,6 +126,9 @@ pub struct DeviceInfo {
     pub config_error: Option<String>,
     /// Every app in the config, with its state.
     pub apps: Vec<AppStatus>,
+    /// The base OS slot and the last update's step, on a device with A/B slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_os: Option<crate::baseos::BaseOsStatus>,
 }
 
 /// `POST /api/v1/devices/<uuid>/metrics`: every metrics interval.

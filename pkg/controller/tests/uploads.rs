@@ -64,6 +64,7 @@ async fn info_and_metrics_are_stored_and_bounded() {
         config_origin: "controller".into(),
         config_error: None,
         apps: Vec::new(),
+        base_os: None,
     };
     let r = d
         .client

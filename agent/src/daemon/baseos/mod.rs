@@ -65,3 +65,15 @@ fn read_bounded(p: &Path) -> String {
     }
     s
 }
+
+impl From<BaseOsView> for outpost_api::baseos::BaseOsStatus {
+    fn from(v: BaseOsView) -> Self {
+        let u = v.update.unwrap_or_default();
+        outpost_api::baseos::BaseOsStatus {
+            slot: v.slot,
+            update: Some(u.phase).filter(|p| !p.is_empty()),
+            version: u.version,
+            reason: u.reason,
+        }
+    }
+}

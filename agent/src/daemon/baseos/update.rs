@@ -203,7 +203,7 @@ async fn run(shared: Arc<Shared>, slot: String, notes: Vec<String>) -> Result<()
         let outcome =
             tokio::task::spawn_blocking(move || install(&p2, &mut r2, &c2, &t2).map(|()| r2))
                 .await
-                .context("the install task")?;
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("the install task failed: {e}")));
         match outcome {
             Ok(r) => {
                 tracing::info!(target, version = ?r.version, "base OS installed; rebooting into it");
@@ -370,52 +370,82 @@ fn install(path: &Path, rec: &mut Record, cfg: &BaseOsConfig, target: &str) -> R
     Ok(())
 }
 
-/// A blocking reader for `file:/path` or `http://…` (plain HTTP is safe:
-/// the digest comes from the signed config).
+/// A blocking reader for `file:/path` or `http://host[:port]/path` (plain
+/// HTTP is safe: the digest comes from the signed config).
 fn open_source(url: &str) -> Result<Box<dyn Read + Send>> {
     if let Some(p) = url.strip_prefix("file:") {
         let f = std::fs::File::open(p).with_context(|| format!("opening {p}"))?;
         return Ok(Box::new(f));
     }
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: only http:// and file:/ URLs are fetched"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
     let rt = tokio::runtime::Handle::current();
-    let resp = rt
-        .block_on(reqwest::Client::new().get(url).send())
-        .with_context(|| format!("fetching {url}"))?
-        .error_for_status()
-        .with_context(|| format!("fetching {url}"))?;
+    let body = rt.block_on(async {
+        let stream = tokio::time::timeout(IO_TIMEOUT, tokio::net::TcpStream::connect(&addr))
+            .await
+            .with_context(|| format!("connecting to {addr}: timed out"))?
+            .with_context(|| format!("connecting to {addr}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, authority)
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())?;
+        let resp = tokio::time::timeout(IO_TIMEOUT, sender.send_request(req))
+            .await
+            .with_context(|| format!("fetching {url}: no answer"))??;
+        if !resp.status().is_success() {
+            bail!("fetching {url}: {}", resp.status());
+        }
+        anyhow::Ok(resp.into_body())
+    })?;
     Ok(Box::new(HttpBody {
         rt,
-        resp,
-        pending: Vec::new(),
-        at: 0,
+        body,
+        pending: hyper::body::Bytes::new(),
     }))
 }
 
+/// How long a connect or a read of the image may stall.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
 struct HttpBody {
     rt: tokio::runtime::Handle,
-    resp: reqwest::Response,
-    pending: Vec<u8>,
-    at: usize,
+    body: hyper::body::Incoming,
+    pending: hyper::body::Bytes,
 }
 
 impl Read for HttpBody {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.at == self.pending.len() {
-            match self
+        use http_body_util::BodyExt;
+        while self.pending.is_empty() {
+            let frame = self
                 .rt
-                .block_on(self.resp.chunk())
-                .map_err(std::io::Error::other)?
-            {
-                Some(c) => {
-                    self.pending = c.to_vec();
-                    self.at = 0;
-                }
+                .block_on(tokio::time::timeout(IO_TIMEOUT, self.body.frame()))
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "the image download stalled")
+                })?;
+            match frame {
                 None => return Ok(0),
+                Some(f) => {
+                    if let Ok(data) = f.map_err(std::io::Error::other)?.into_data() {
+                        self.pending = data;
+                    }
+                }
             }
         }
-        let n = buf.len().min(self.pending.len() - self.at);
-        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
-        self.at += n;
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending.split_to(n));
         Ok(n)
     }
 }

@@ -101,3 +101,51 @@ fn agent_start_moves_the_record_on() {
     assert_eq!(on_start(&mut r, "IMGA", &[]), None);
     assert_eq!(r.phase, Phase::Idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_file_sources_stream_the_whole_image() {
+    use std::io::{BufRead, BufReader, Write};
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let served = body.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(&s);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let mut w = &s;
+            let _ = write!(
+                w,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                served.len()
+            );
+            let _ = w.write_all(&served);
+        }
+    });
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("img");
+    std::fs::write(&f, &body).unwrap();
+    for url in [
+        format!("http://127.0.0.1:{port}/img"),
+        format!("file:{}", f.display()),
+    ] {
+        let got = tokio::task::spawn_blocking(move || {
+            let mut v = Vec::new();
+            open_source(&url).unwrap().read_to_end(&mut v).unwrap();
+            v
+        })
+        .await
+        .unwrap();
+        assert!(got == body, "{} bytes", got.len());
+    }
+    let e = tokio::task::spawn_blocking(|| open_source("http://127.0.0.1:1/x").err().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        format!("{e:#}").contains("connecting to 127.0.0.1:1"),
+        "{e:#}"
+    );
+}

@@ -24,6 +24,7 @@ pub fn device_info(shared: &Shared) -> DeviceInfo {
         config_origin: cur.as_ref().map(|c| c.origin.clone()).unwrap_or_default(),
         config_error: shared.config_error.read().unwrap().clone(),
         apps: shared.statuses(),
+        base_os: crate::daemon::baseos::view(&shared.layout).map(|v| v.into()),
     }
 }
 
