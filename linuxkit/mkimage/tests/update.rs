@@ -16,82 +16,16 @@
 mod slotboot;
 mod vm;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use outpost_baseos::SlotState;
-use outpost_mkimage::{disk, GuestForward};
-use sha2::{Digest, Sha256};
-use slotboot::{boot, build_image, expect, DEVICE_YAML};
+use outpost_mkimage::GuestForward;
+use slotboot::{
+    boot, build_image, config_with, expect, serve, set_config, sha256, DEVICE_YAML, SERVER,
+};
 use vm::Vm;
-
-const SERVER: (&str, u16) = ("10.0.2.101", 9000);
-
-/// Serves `files` (URL path → file) over HTTP/1.0 on 127.0.0.1; returns the port.
-fn serve(files: Vec<(String, PathBuf)>) -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = l.local_addr()?.port();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let files = files.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(&s);
-                let mut line = String::new();
-                let _ = r.read_line(&mut line);
-                let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-                loop {
-                    let mut h = String::new();
-                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
-                        break;
-                    }
-                }
-                let mut w = &s;
-                match files.iter().find(|(p, _)| *p == path) {
-                    Some((_, f)) => {
-                        let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-                        let _ = write!(
-                            w,
-                            "HTTP/1.0 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
-                        );
-                        if let Ok(mut f) = std::fs::File::open(f) {
-                            let _ = std::io::copy(&mut f, &mut w);
-                        }
-                    }
-                    None => {
-                        let _ = write!(w, "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-                    }
-                }
-            });
-        }
-    });
-    Ok(port)
-}
-
-fn sha256(p: &Path) -> Result<String> {
-    let mut h = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(p)?, &mut h)?;
-    Ok(hex::encode(h.finalize()))
-}
-
-fn config_with(generation: u32, version: &str, path: &str, sha: &str) -> String {
-    let apps = DEVICE_YAML
-        .split_once("apps:")
-        .map(|(_, a)| a)
-        .unwrap_or("");
-    format!(
-        "generation: {generation}\nbase_os:\n  version: \"{version}\"\n  url: http://{}:{}{path}\n  sha256: {sha}\n  test_window: 300s\n  fallback: 120s\napps:{apps}",
-        SERVER.0, SERVER.1
-    )
-}
-
-fn set_config(d: &Path, yaml: &str) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("device.yaml"), yaml)?;
-    disk::replace_config(d, Some(dir.path()))?;
-    Ok(())
-}
 
 /// Boots, waits for the agent, then for the reboot the update makes
 /// (QEMU exits under -no-reboot); returns QEMU start → exit.

@@ -2,12 +2,19 @@
 //! binaries of the test's own profile, one boot that reads the slot and
 //! the agent's view of it, and checking the slot states on the host.
 
+#![allow(
+    dead_code,
+    reason = "each of slots.rs, update.rs and cuts.rs uses a part"
+)]
+
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use outpost_baseos::SlotState;
 use outpost_mkimage::{build, disk, BuildOptions, DiskSizes, QemuOptions};
+use sha2::{Digest, Sha256};
 
 use crate::vm::Vm;
 
@@ -131,4 +138,71 @@ pub fn build_image(name: &str, device_yaml: &str) -> Result<(PathBuf, QemuOption
     println!("{report}");
     let opts = QemuOptions::for_image(&out);
     Ok((out, opts))
+}
+
+/// Where the guest reaches the host's image server (guestfwd).
+pub const SERVER: (&str, u16) = ("10.0.2.101", 9000);
+
+/// Serves `files` (URL path → file) over HTTP/1.0 on 127.0.0.1; returns the port.
+pub fn serve(files: Vec<(String, PathBuf)>) -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let files = files.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(&s);
+                let mut line = String::new();
+                let _ = r.read_line(&mut line);
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
+                        break;
+                    }
+                }
+                let mut w = &s;
+                match files.iter().find(|(p, _)| *p == path) {
+                    Some((_, f)) => {
+                        let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+                        let _ = write!(
+                            w,
+                            "HTTP/1.0 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                        );
+                        if let Ok(mut f) = std::fs::File::open(f) {
+                            let _ = std::io::copy(&mut f, &mut w);
+                        }
+                    }
+                    None => {
+                        let _ = write!(w, "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                    }
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+pub fn sha256(p: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(p)?, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+pub fn config_with(generation: u32, version: &str, path: &str, sha: &str) -> String {
+    let apps = DEVICE_YAML
+        .split_once("apps:")
+        .map(|(_, a)| a)
+        .unwrap_or("");
+    format!(
+        "generation: {generation}\nbase_os:\n  version: \"{version}\"\n  url: http://{}:{}{path}\n  sha256: {sha}\n  test_window: 300s\n  fallback: 120s\napps:{apps}",
+        SERVER.0, SERVER.1
+    )
+}
+
+pub fn set_config(d: &Path, yaml: &str) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("device.yaml"), yaml)?;
+    disk::replace_config(d, Some(dir.path()))?;
+    Ok(())
 }
