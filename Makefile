@@ -25,17 +25,19 @@ images:
 ## squashfs root, GPT disk) in <target>/image; /config from linuxkit/config
 .PHONY: image image-test
 image: deps
-	cargo build --release -p outpost-agent -p memlogd -p outpost-mkimage
+	cargo build --release -p outpost-agent -p memlogd -p outpost-baseos -p outpost-mkimage
 	T="$${CARGO_TARGET_DIR:-target}"; "$$T/release/outpost-mkimage" build linuxkit/outpost.yml \
 	  -o "$$T/image" --config-dir linuxkit/config --target-dir "$$T"
 
 ## image-test: build the image and boot it in QEMU: local config, checkpoint,
-## then onboarding to outpost-controller (linuxkit/mkimage/tests/boot.rs, an
-## #[ignore]d test: it runs only here). KVM where a KVM guest prints on its
+## then onboarding to outpost-controller (linuxkit/mkimage/tests/boot.rs), and
+## A/B slot selection, fallback and the watchdog (tests/slots.rs), a base OS
+## update committed and a bad one rolled back (tests/update.rs), 3 power cuts
+## during an update (tests/cuts.rs); #[ignore]d tests that run only here. KVM where a KVM guest prints on its
 ## console, else TCG; OUTPOST_QEMU_ACCEL=kvm|tcg forces one.
 image-test: deps
-	cargo build --release -p outpost-agent -p memlogd -p outpost-controller
-	cargo test --release -p outpost-mkimage --test boot -- --include-ignored --nocapture
+	cargo build --release -p outpost-agent -p memlogd -p outpost-baseos -p outpost-controller
+	cargo test --release -p outpost-mkimage --test boot --test slots --test update --test cuts -- --include-ignored --nocapture
 
 ## bench: every benchmark, each printing Outpost beside a same-run baseline
 bench: deps

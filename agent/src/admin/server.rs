@@ -62,7 +62,9 @@ fn not_found(snap: &Snapshot, app: &str) -> Response {
 }
 
 async fn info(State(h): State<Handle>) -> Json<Info> {
-    Json(h.now().info())
+    let mut info = h.now().info();
+    info.base_os = crate::daemon::baseos::view(&h.layout);
+    Json(info)
 }
 
 async fn list(State(h): State<Handle>) -> Json<Vec<outpost_api::AppStatus>> {

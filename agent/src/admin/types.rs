@@ -38,6 +38,38 @@ pub struct Info {
     /// The controller connection, when `/config/server` names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<ControllerView>,
+    /// The A/B base OS slot booted, when the device booted through slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_os: Option<BaseOsView>,
+}
+
+/// The A/B base OS slots as `outpost version` shows them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BaseOsView {
+    /// The slot the root was mounted from (`IMGA`, `IMGB`).
+    pub slot: String,
+    /// What the initramfs noted this boot (a slot marked failed, a repaired GPT).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The last base OS update, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateView>,
+}
+
+/// A base OS update's step.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UpdateView {
+    /// DOWNLOADING, VERIFYING, INSTALLED, TESTING, COMMITTED, ROLLED BACK, FAILED.
+    pub phase: String,
+    /// The image's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The slot it went into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why it failed or rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Info {

@@ -300,6 +300,24 @@ impl Ctx {
                 if let Some(e) = i.config_error {
                     println!("last config refused: {e}");
                 }
+                if let Some(b) = &i.base_os {
+                    println!("base OS slot {}", b.slot);
+                    for n in &b.notes {
+                        println!("  at boot: {n}");
+                    }
+                    if let Some(u) = &b.update {
+                        println!(
+                            "base OS update {} → {}: {}{}",
+                            u.version.as_deref().unwrap_or("?"),
+                            u.target.as_deref().unwrap_or("?"),
+                            u.phase,
+                            u.reason
+                                .as_ref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
                 match i.controller {
                     Some(c) => {
                         let who = match (c.name, c.uuid) {

@@ -1,6 +1,7 @@
 //! `outpostd`: wires the store, the user containerd, memlogd, the config
 //! sources, the admin API and the reconcile loop together.
 
+pub mod baseos;
 pub mod checks;
 pub mod cloud;
 pub mod downloads;
@@ -132,16 +133,6 @@ pub async fn run(opts: Options) -> Result<()> {
     )));
     let (events_tx, events_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let (link_tx, link_rx) = watch::channel(None);
-    let handle = Handle {
-        snapshot: snapshot_rx,
-        events: events_tx,
-        layout: layout.clone(),
-        runtime: runtime.clone(),
-        memlogd: memlogd.clone(),
-        store: store.clone(),
-        link: Arc::new(link_tx),
-    };
-
     let services = services::spawn(services::ServicesOptions {
         socket: (opts.services.system_socket.clone()).unwrap_or_else(|| layout.system_socket()),
         manifest: (opts.services.manifest.clone()).unwrap_or_else(|| layout.services_manifest()),
@@ -152,6 +143,17 @@ pub async fn run(opts: Options) -> Result<()> {
         memlogd_query: layout.memlogd_query_socket(),
         scratch: layout.agent_run().join("services"),
     });
+
+    let handle = Handle {
+        snapshot: snapshot_rx,
+        events: events_tx,
+        layout: layout.clone(),
+        runtime: runtime.clone(),
+        memlogd: memlogd.clone(),
+        store: store.clone(),
+        link: Arc::new(link_tx),
+        services: services.clone(),
+    };
 
     let admin_socket = layout.agent_run().join(crate::admin::SOCKET_NAME);
     let admin = {
@@ -189,6 +191,11 @@ pub async fn run(opts: Options) -> Result<()> {
         downloads: Arc::default(),
         wake: Arc::new(Notify::new()),
     };
+    let _base_os_update = baseos::update::spawn(handle.clone());
+    let watchdog = baseos::watchdog::Watchdog::start(
+        &layout.root().join("dev/watchdog"),
+        baseos::watchdog::FEED_EVERY,
+    );
     let reconciler = Reconciler::new(
         exec,
         store,
@@ -204,6 +211,9 @@ pub async fn run(opts: Options) -> Result<()> {
     };
     tracing::info!(root = %layout.root().display(), "outpostd running");
     reconciler.run(inputs, shutdown_signal()).await;
+    if let Some(w) = watchdog {
+        w.disarm().await;
+    }
     tracing::info!("outpostd stopping; apps keep running");
     admin.abort();
     let _ = std::fs::remove_file(layout.agent_run().join(crate::admin::SOCKET_NAME));

@@ -274,6 +274,8 @@ impl Snapshot {
             configs_evaluated: self.counters.configs_evaluated,
             idle_through: self.counters.idle_through,
             controller: self.link.as_ref().map(LinkView::view),
+            // Read from the slot files by the admin API (not loop state).
+            base_os: None,
         }
     }
 }
@@ -327,6 +329,8 @@ pub struct Handle {
     pub store: Arc<Store>,
     /// The controller link's state (written by the link's tasks).
     pub link: Arc<watch::Sender<Option<LinkView>>>,
+    /// The device services' supervisor (its own view and commands).
+    pub services: crate::daemon::services::Handle,
 }
 
 impl Handle {

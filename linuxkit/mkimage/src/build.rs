@@ -102,7 +102,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     disk::squashfs(&staged, &squashfs)?;
 
     let busybox = deb::owned_file("busybox-static", Path::new("/bin/busybox"))?;
-    let initrd = initramfs::assemble(&busybox, &kernel, &idx)?;
+    let slot_tool = opts.release_dir.join(initramfs::SLOT_TOOL);
+    let initrd = initramfs::assemble(&busybox, &slot_tool, &kernel, &idx)?;
     initramfs::write(&initrd.tree, &out.join("initrd.img"))?;
     std::fs::copy(&kernel.image, out.join("vmlinuz"))
         .map_err(Error::io("copying", &kernel.image))?;

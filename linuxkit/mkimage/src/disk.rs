@@ -1,8 +1,13 @@
-//! The disk image: GPT (sgdisk) with the squashfs root (`IMGA`), an ext4
+//! The disk image: GPT (sgdisk) with the squashfs root in slot `IMGA`, an
+//! empty slot `IMGB` of the same size beside it (A/B updates), an ext4
 //! `CONFIG` partition populated from a directory and an ext4 `P3`
 //! (`/persist`), all written into one sparse raw file without loop devices
-//! (`mkfs.ext4 -E offset=… -d DIR`). Also reads the GPT back, so a test or
-//! an operator can replace the CONFIG partition of an existing disk.
+//! (`mkfs.ext4 -E offset=… -d DIR`). The slots' states are EVE's GPT
+//! attribute bits (`outpost_baseos::attrs`): A active (`0x102`), B unused.
+//! Partition numbers: 1 IMGA, 2 CONFIG, 3 P3, 4 IMGB (on the disk IMGB
+//! lies right after IMGA; the numbers of the older layout are kept).
+//! Also reads the GPT back, so a test or an operator can replace the
+//! CONFIG partition of an existing disk.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -10,7 +15,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::error::{Error, Result};
-use crate::initramfs::{CONFIG_LABEL, PERSIST_LABEL, ROOT_LABEL};
+use crate::initramfs::{CONFIG_LABEL, PERSIST_LABEL, ROOT_B_LABEL, ROOT_LABEL};
+use outpost_baseos::{Gpt, SlotState};
 
 const MIB: u64 = 1 << 20;
 const SECTOR: u64 = 512;
@@ -18,7 +24,7 @@ const SECTOR: u64 = 512;
 /// Sizes of the partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskSizes {
-    /// Room for the root partition beyond the squashfs (for a larger update in place).
+    /// Room in each root slot beyond the squashfs (for a larger update).
     pub root_slack: u64,
     /// CONFIG partition size.
     pub config: u64,
@@ -126,12 +132,14 @@ pub fn build(
         .map_err(Error::io("reading", squashfs))?
         .len();
     let root = (sq_len + sizes.root_slack).div_ceil(MIB) * MIB;
+    // (number, name, size) in disk order.
     let layout = [
-        (ROOT_LABEL, root),
-        (CONFIG_LABEL, sizes.config.div_ceil(MIB) * MIB),
-        (PERSIST_LABEL, sizes.persist.div_ceil(MIB) * MIB),
+        (1, ROOT_LABEL, root),
+        (4, ROOT_B_LABEL, root),
+        (2, CONFIG_LABEL, sizes.config.div_ceil(MIB) * MIB),
+        (3, PERSIST_LABEL, sizes.persist.div_ceil(MIB) * MIB),
     ];
-    let total = MIB + layout.iter().map(|(_, s)| s).sum::<u64>() + MIB;
+    let total = MIB + layout.iter().map(|(_, _, s)| s).sum::<u64>() + MIB;
     let _ = std::fs::remove_file(out);
     let f = File::create(out).map_err(Error::io("creating", out))?;
     f.set_len(total).map_err(Error::io("sizing", out))?;
@@ -139,23 +147,24 @@ pub fn build(
     let mut args: Vec<String> = vec!["--clear".into()];
     let mut parts = Vec::new();
     let mut at = MIB;
-    for (i, (name, size)) in layout.iter().enumerate() {
-        let n = i as u32 + 1;
+    for (n, name, size) in layout {
         let (first, last) = (at / SECTOR, (at + size) / SECTOR - 1);
         args.push(format!("--new={n}:{first}:{last}"));
         args.push(format!("--change-name={n}:{name}"));
         args.push(format!("--typecode={n}:8300"));
         parts.push(Partition {
             number: n,
-            name: (*name).into(),
+            name: name.into(),
             offset: at,
-            size: *size,
+            size,
         });
         at += size;
     }
+    parts.sort_by_key(|p| p.number);
     args.push(out.to_string_lossy().into_owned());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     run("sgdisk", &argv, "writing the partition table")?;
+    set_slots(out, SlotState::ACTIVE, SlotState::UNUSED)?;
 
     copy_into(squashfs, out, parts[0].offset)?;
     ext4_at(out, parts[1].offset, parts[1].size, "config", config_dir)?;
@@ -169,6 +178,50 @@ pub fn build(
         });
     }
     Ok(parts)
+}
+
+/// Writes the A/B slot states of `disk` (both GPT copies).
+pub fn set_slots(disk: &Path, a: SlotState, b: SlotState) -> Result<()> {
+    let bad = |e: outpost_baseos::Error| Error::Disk {
+        path: disk.to_owned(),
+        message: format!("setting the slot states: {e}"),
+    };
+    let mut g = Gpt::open(disk).map_err(bad)?;
+    for (label, state) in [(ROOT_LABEL, a), (ROOT_B_LABEL, b)] {
+        let e = g.find(label).map_err(bad)?;
+        g.set_attributes(e.index, state.apply(e.attributes));
+    }
+    g.write().map_err(bad)
+}
+
+/// The A/B slot states of `disk`: (IMGA, IMGB).
+pub fn slots(disk: &Path) -> Result<(SlotState, SlotState)> {
+    let bad = |e: outpost_baseos::Error| Error::Disk {
+        path: disk.to_owned(),
+        message: format!("reading the slot states: {e}"),
+    };
+    let g = Gpt::open(disk).map_err(bad)?;
+    let s = outpost_baseos::read_slots(&g).map_err(bad)?;
+    Ok((s[0].state, s[1].state))
+}
+
+/// Copies `src` (a root squashfs) to the start of partition `label` of `disk`.
+pub fn write_slot(disk: &Path, label: &str, src: &Path) -> Result<()> {
+    let p = find(disk, label)?;
+    let len = std::fs::metadata(src)
+        .map_err(Error::io("reading", src))?
+        .len();
+    if len > p.size {
+        return Err(Error::Disk {
+            path: disk.to_owned(),
+            message: format!(
+                "{} ({len} bytes) does not fit in {label} ({} bytes)",
+                src.display(),
+                p.size
+            ),
+        });
+    }
+    copy_into(src, disk, p.offset)
 }
 
 fn copy_into(src: &Path, disk: &Path, offset: u64) -> Result<()> {
@@ -308,9 +361,26 @@ mod tests {
         };
         let parts = build(&disk, &sq, Some(&cfg), sizes).unwrap();
         let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, [ROOT_LABEL, CONFIG_LABEL, PERSIST_LABEL]);
+        assert_eq!(
+            names,
+            [ROOT_LABEL, CONFIG_LABEL, PERSIST_LABEL, ROOT_B_LABEL]
+        );
         assert_eq!(parts[0].offset, MIB);
         assert_eq!(parts[2].size, 16 * MIB);
+        // B is A's size, right after it; A is active and B unused (EVE's bits).
+        assert_eq!(parts[3].size, parts[0].size);
+        assert_eq!(parts[3].offset, parts[0].offset + parts[0].size);
+        assert_eq!(
+            slots(&disk).unwrap(),
+            (SlotState::ACTIVE, SlotState::UNUSED)
+        );
+        let sg = Command::new("sgdisk")
+            .arg("-v")
+            .arg(&disk)
+            .output()
+            .unwrap();
+        let sg = String::from_utf8_lossy(&sg.stdout);
+        assert!(sg.contains("No problems found"), "{sg}");
         // The squashfs is where the GPT says.
         let mut magic = [0u8; 4];
         let mut f = File::open(&disk).unwrap();

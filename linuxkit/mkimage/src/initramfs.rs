@@ -1,6 +1,7 @@
-//! The initramfs: busybox, the storage modules and an `/init` that mounts
-//! the squashfs root and the persist/config partitions found by GPT name,
-//! then `switch_root`s. About 1.5 MB compressed, so QEMU's `-initrd` and the
+//! The initramfs: busybox, the storage modules, `outpost-slot` (A/B slot
+//! choice, `outpost_baseos`) and an `/init` that mounts the chosen slot's
+//! squashfs root and the persist/config partitions found by GPT name, then
+//! `switch_root`s. About 1.5 MB compressed, so QEMU's `-initrd` and the
 //! kernel's unpacking stay fast under TCG; everything else lives in the
 //! squashfs, which is read lazily.
 
@@ -13,7 +14,7 @@ use flate2::Compression;
 use crate::deb::KernelFiles;
 use crate::error::{Error, Result};
 use crate::kmod::{ModuleIndex, Resolved};
-use crate::rootfs::{add_modules, busybox_applets};
+use crate::rootfs::{add_host, add_modules, busybox_applets};
 use crate::tree::{Content, Tree};
 
 /// The initramfs's `/init`.
@@ -29,8 +30,10 @@ pub const MODULES: &[&str] = &[
     "crc32c_generic",
 ];
 
-/// GPT name of the read-only root partition (EVE's).
+/// GPT name of the read-only root partition, slot A (EVE's).
 pub const ROOT_LABEL: &str = "IMGA";
+/// GPT name of root slot B (EVE's).
+pub const ROOT_B_LABEL: &str = "IMGB";
 /// GPT name of the configuration partition (EVE's).
 pub const CONFIG_LABEL: &str = "CONFIG";
 /// GPT name of the persistent partition (EVE's).
@@ -45,8 +48,17 @@ pub struct Initramfs {
     pub modules: Resolved,
 }
 
-/// Builds the initramfs tree from the host's busybox-static and `k`'s modules.
-pub fn assemble(busybox: &Path, k: &KernelFiles, idx: &ModuleIndex) -> Result<Initramfs> {
+/// The slot tool's name in the release directory and in the initramfs's `/bin`.
+pub const SLOT_TOOL: &str = "outpost-slot";
+
+/// Builds the initramfs tree from the host's busybox-static, `k`'s modules
+/// and the `outpost-slot` binary at `slot_tool` (with its libraries).
+pub fn assemble(
+    busybox: &Path,
+    slot_tool: &Path,
+    k: &KernelFiles,
+    idx: &ModuleIndex,
+) -> Result<Initramfs> {
     let mut t = Tree::new(false);
     let o = "initramfs";
     for d in ["/proc", "/sys", "/dev", "/newroot", "/etc", "/tmp"] {
@@ -74,6 +86,14 @@ pub fn assemble(busybox: &Path, k: &KernelFiles, idx: &ModuleIndex) -> Result<In
             }
         }
     }
+    if !slot_tool.is_file() {
+        return Err(Error::Io {
+            context: "missing workspace binary (build it first: cargo build --release -p outpost-baseos, or make image):",
+            path: slot_tool.to_owned(),
+            source: std::io::ErrorKind::NotFound.into(),
+        });
+    }
+    add_host(&mut t, slot_tool, &Path::new("/bin").join(SLOT_TOOL), o)?;
     let wanted: Vec<String> = MODULES.iter().map(|m| m.to_string()).collect();
     let modules = idx.resolve(&wanted)?;
     add_modules(&mut t, k, idx, &modules, "/etc/modules.load", o)?;

@@ -5,7 +5,7 @@
 //!
 //! Output (one directory): `vmlinuz` and `initrd.img` for direct boot,
 //! `cmdline`, `rootfs.squashfs`, and `disk.img` — GPT with `IMGA` (the
-//! squashfs root), `CONFIG` (ext4, read-only `/config`) and `P3` (ext4,
+//! squashfs root), `IMGB` (the other root slot, empty), `CONFIG` (ext4, read-only `/config`) and `P3` (ext4,
 //! `/persist`). The initramfs finds the partitions by GPT name, mounts them
 //! and switches to busybox init in the squashfs; see `linuxkit/README.md`
 //! for the format, how references resolve and the boot sequence.
@@ -29,8 +29,8 @@
 //! * x86-64 only (the ELF reader, library directories and QEMU command).
 //! * No bootloader: the disk boots through QEMU's `-kernel`/`-initrd`; the
 //!   initramfs knows only virtio disks.
-//! * No `IMGB` (A/B updates) and no fsck of `/persist` before mounting (the
-//!   ext4 journal is replayed by the kernel).
+//! * Only the root is A/B (`IMGA`/`IMGB`); no fsck of `/persist` before
+//!   mounting (the ext4 journal is replayed by the kernel).
 //! * `onboot`/`services` images come only from `oci:` definitions; their
 //!   processes run as root (no `uid`/`gid`), and whiteouts are not handled.
 

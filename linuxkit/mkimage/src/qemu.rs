@@ -104,6 +104,9 @@ impl QemuOptions {
             // No option ROM: it only matters for PXE, which nothing here uses.
             .args(["-device", "virtio-net-pci,netdev=n0,romfile="])
             .args(["-device", "virtio-rng-pci"])
+            // The watchdog outpostd feeds; when it fires, the guest resets
+            // (which `-no-reboot` below turns into QEMU exiting).
+            .args(["-device", "i6300esb", "-action", "watchdog=reset"])
             .args(["-display", "none", "-vga", "none"])
             // `poweroff`/`reboot` in the guest end QEMU: the caller decides what is next.
             .arg("-no-reboot");
@@ -151,5 +154,7 @@ mod tests {
             .collect();
         assert_eq!(kvm[..2], ["-accel", "kvm"]);
         assert!(args.contains(&"-no-reboot".to_string()));
+        assert_eq!(after("-action"), "watchdog=reset");
+        assert!(args.contains(&"i6300esb".to_string()));
     }
 }

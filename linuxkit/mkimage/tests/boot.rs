@@ -1,6 +1,6 @@
 //! Boot test of the device image (`make image-test`, or
 //! `cargo test --release -p outpost-mkimage --test boot -- --include-ignored`
-//! after `cargo build --release -p outpost-agent -p memlogd -p outpost-controller`).
+//! after `cargo build --release -p outpost-agent -p memlogd -p outpost-baseos -p outpost-controller`).
 //! It is `#[ignore]`d otherwise: it needs those release binaries and QEMU,
 //! and fails (does not skip) when one is missing.
 //!
@@ -243,6 +243,7 @@ fn release_dir() -> Result<PathBuf> {
         "logread",
         "logwrite",
         "outpost-controller",
+        "outpost-slot",
     ] {
         if !release.join(bin).is_file() || release.file_name().is_none_or(|n| n != "release") {
             bail!(

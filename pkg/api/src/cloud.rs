@@ -130,6 +130,9 @@ pub struct DeviceInfo {
     /// observes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<crate::ServiceStatus>,
+    /// The base OS slot and the last update's step, on a device with A/B slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_os: Option<crate::baseos::BaseOsStatus>,
 }
 
 /// `POST /api/v1/devices/<uuid>/metrics`: every metrics interval.

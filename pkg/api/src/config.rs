@@ -26,6 +26,10 @@ pub struct DeviceConfig {
     /// Network instances the apps' interfaces attach to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<crate::network::NetworkConfig>,
+    /// The base OS image the device should run (A/B update), if the
+    /// controller names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_os: Option<crate::baseos::BaseOsConfig>,
 }
 
 impl DeviceConfig {

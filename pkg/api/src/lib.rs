@@ -16,6 +16,7 @@
 //!   document (device-level problem); EVE instead marks only that instance
 //!   and its users in error.
 
+pub mod baseos;
 pub mod cloud;
 pub mod config;
 pub mod network;
@@ -32,6 +33,7 @@ pub mod validate_network;
 pub mod validate_size;
 pub mod yaml;
 
+pub use baseos::BaseOsConfig;
 pub use config::{
     AppConfig, CpuSet, DeviceConfig, Resources, RestartMode, RestartPolicy, RuntimeClass, Secret,
     VncConfig, VolumeMount,

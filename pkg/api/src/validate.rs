@@ -102,6 +102,9 @@ pub fn validate(config: &DeviceConfig) -> Vec<Problem> {
         }
     }
     crate::validate_network::validate_networks(config, &mut out);
+    if let Some(b) = &config.base_os {
+        crate::baseos::validate_base_os(b, &mut out);
+    }
     out
 }
 

@@ -65,6 +65,7 @@ async fn info_and_metrics_are_stored_and_bounded() {
         config_error: None,
         apps: Vec::new(),
         services: Vec::new(),
+        base_os: None,
     };
     let r = d
         .client

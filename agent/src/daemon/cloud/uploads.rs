@@ -44,9 +44,12 @@ async fn report_changed(rx: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>, la
     }
 }
 
-/// The device info report.
-pub fn device_info(snap: &Snapshot) -> DeviceInfo {
+/// The device info report: the loop's snapshot, the services as the
+/// supervisor last saw them, and the base OS slot state.
+pub fn device_info(handle: &Handle, snap: &Snapshot) -> DeviceInfo {
     let cur = snap.current.as_deref();
+    let services = handle.services.view().services;
+    let base_os = crate::daemon::baseos::view(&handle.layout).map(|v| v.into());
     DeviceInfo {
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         hostname: read_trim("/proc/sys/kernel/hostname"),
@@ -57,19 +60,20 @@ pub fn device_info(snap: &Snapshot) -> DeviceInfo {
         config_origin: cur.map(|c| c.origin.clone()).unwrap_or_default(),
         config_error: snap.config_error.clone(),
         apps: snap.statuses(),
-        // Filled from the service supervisor's watch channel once the
-        // loop's snapshot carries it (`daemon::services::Handle::view`).
-        services: Vec::new(),
+        services,
+        base_os,
     }
 }
 
 pub(super) async fn info_loop(handle: Handle, client: Client, uuid: String, opts: CloudOptions) {
     let mut backoff = Backoff::new(Duration::from_secs(1), opts.backoff_max);
     let mut rx = handle.snapshot.clone();
+    let mut services = handle.services.watch();
     loop {
         let snap = rx.borrow_and_update().clone();
+        services.borrow_and_update();
         let key = ReportKey::of(&snap);
-        let info = device_info(&snap);
+        let info = device_info(&handle, &snap);
         match client.post_info(&uuid, &info).await {
             Ok(()) => {
                 contact(&handle);
@@ -83,11 +87,15 @@ pub(super) async fn info_loop(handle: Handle, client: Client, uuid: String, opts
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.next_delay()) => {}
                     _ = report_changed(&mut rx, &key) => {}
+                    Ok(()) = services.changed() => {}
                 }
                 continue;
             }
         }
         tokio::select! {
+            Ok(()) = services.changed() => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
             _ = report_changed(&mut rx, &key) => {
                 // Let a burst of changes settle into one report.
                 tokio::time::sleep(Duration::from_millis(300)).await;

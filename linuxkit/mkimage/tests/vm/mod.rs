@@ -155,6 +155,15 @@ impl Vm {
         Ok(())
     }
 
+    /// The last `n` bytes of the console (lossy text).
+    fn console_tail(&self, n: usize) -> String {
+        let b = self.buf.0.lock().unwrap();
+        let from = b.bytes.len().saturating_sub(n);
+        String::from_utf8_lossy(&b.bytes[from..])
+            .replace('\r', "")
+            .replace("\x1b[6n", "")
+    }
+
     /// Waits until `find` matches the console text after the cursor;
     /// returns its result. Fails on timeout or when QEMU exits.
     fn wait<T>(
@@ -249,7 +258,16 @@ impl Vm {
                     break;
                 }
                 Err(e) if e.to_string().contains("closed") => return Err(e),
-                Err(_) => continue,
+                Err(_) => {
+                    // A character of a probe typed while the console was
+                    // busy can be lost, leaving the shell in a continuation
+                    // (`> `, an unclosed `$((`): the shell is up, so ^C is
+                    // safe and discards the broken input.
+                    if self.console_tail(64).trim_end().ends_with("\n>") {
+                        self.send("\x03")?;
+                    }
+                    continue;
+                }
             }
         }
         let at = self.started.elapsed();
@@ -325,6 +343,33 @@ impl Vm {
         let _ = self.child.wait();
         bail!(
             "{}: no clean power-off within {timeout:?}; QEMU killed; see {}",
+            self.name,
+            self.log.display()
+        )
+    }
+}
+
+impl Vm {
+    /// Waits for QEMU to exit by itself (a guest reset under `-no-reboot`:
+    /// the watchdog firing, a `reboot`); returns how long that took.
+    #[allow(dead_code, reason = "tests/slots.rs uses it, tests/boot.rs does not")]
+    pub fn wait_exit(mut self, timeout: Duration) -> Result<Duration> {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "{}: QEMU exited with {status}; see {}",
+                        self.name,
+                        self.log.display()
+                    );
+                }
+                return Ok(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!(
+            "{}: QEMU still running after {timeout:?}; see {}",
             self.name,
             self.log.display()
         )

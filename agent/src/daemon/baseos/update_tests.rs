@@ -1,0 +1,151 @@
+use super::*;
+
+fn cfg() -> BaseOsConfig {
+    serde_json::from_value(serde_json::json!({
+        "version": "2", "url": "file:/x", "sha256": "a".repeat(64),
+        "test_window": "600s", "fallback": "300s"
+    }))
+    .unwrap()
+}
+
+fn h(settled: bool, apps: (usize, usize), controller: Option<Option<u64>>) -> Health {
+    Health {
+        settled,
+        apps,
+        controller: controller.map(|c| c.map(Duration::from_secs)),
+    }
+}
+
+#[test]
+fn the_test_window_commits_waits_or_falls_back() {
+    let s = Duration::from_secs;
+    let c = cfg();
+    let cases = [
+        (
+            "healthy, no controller",
+            s(5),
+            h(true, (2, 2), None),
+            Verdict::Commit,
+        ),
+        (
+            "healthy, controller answered",
+            s(5),
+            h(true, (1, 1), Some(Some(3))),
+            Verdict::Commit,
+        ),
+        ("apps starting", s(5), h(true, (2, 1), None), Verdict::Wait),
+        (
+            "config not applied",
+            s(5),
+            h(false, (0, 0), None),
+            Verdict::Wait,
+        ),
+        (
+            "controller not yet reached",
+            s(60),
+            h(true, (1, 1), Some(None)),
+            Verdict::Wait,
+        ),
+    ];
+    for (name, t, health, want) in cases {
+        assert_eq!(judge(t, &c, &health), want, "{name}");
+    }
+    let fallback = |t, health| match judge(t, &c, &health) {
+        Verdict::Fallback(r) => r,
+        v => panic!("{v:?}"),
+    };
+    assert!(fallback(s(300), h(true, (1, 1), Some(None))).contains("unreachable for 300s"));
+    assert!(fallback(s(400), h(true, (1, 1), Some(Some(350)))).contains("unreachable for 350s"));
+    assert!(fallback(s(600), h(true, (2, 1), None)).contains("apps RUNNING: 1/2"));
+}
+
+fn installed(phase: Phase) -> Record {
+    Record {
+        phase,
+        sha256: Some("b".repeat(64)),
+        target: Some("IMGB".into()),
+        ..Record::default()
+    }
+}
+
+#[test]
+fn agent_start_moves_the_record_on() {
+    // Booted the new slot: testing, and too many starts roll back.
+    let mut r = installed(Phase::Installed);
+    for _ in 0..MAX_AGENT_STARTS {
+        assert_eq!(on_start(&mut r, "IMGB", &[]), None);
+        assert_eq!(r.phase, Phase::Testing);
+    }
+    assert!(on_start(&mut r, "IMGB", &[])
+        .unwrap()
+        .contains("started 4 times"));
+    // The new slot did not boot: rolled back with the initramfs's notes.
+    let mut r = installed(Phase::Installed);
+    assert_eq!(
+        on_start(&mut r, "IMGA", &["(IMGB) does not mount".into()]),
+        None
+    );
+    assert_eq!(r.phase, Phase::RolledBack);
+    let reason = r.reason.clone().unwrap();
+    assert!(
+        reason.contains("IMGB did not boot; back on IMGA (") && reason.contains("does not mount"),
+        "{reason}"
+    );
+    assert!(r.refused(&"b".repeat(64), 0));
+    // Reset during the test window.
+    let mut r = installed(Phase::Testing);
+    assert_eq!(on_start(&mut r, "IMGA", &[]), None);
+    assert!(r.reason.unwrap().contains("reset before it was committed"));
+    // An interrupted download starts over.
+    let mut r = installed(Phase::Downloading);
+    assert_eq!(on_start(&mut r, "IMGA", &[]), None);
+    assert_eq!(r.phase, Phase::Idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_file_sources_stream_the_whole_image() {
+    use std::io::{BufRead, BufReader, Write};
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let served = body.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(&s);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let mut w = &s;
+            let _ = write!(
+                w,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                served.len()
+            );
+            let _ = w.write_all(&served);
+        }
+    });
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("img");
+    std::fs::write(&f, &body).unwrap();
+    for url in [
+        format!("http://127.0.0.1:{port}/img"),
+        format!("file:{}", f.display()),
+    ] {
+        let got = tokio::task::spawn_blocking(move || {
+            let mut v = Vec::new();
+            open_source(&url).unwrap().read_to_end(&mut v).unwrap();
+            v
+        })
+        .await
+        .unwrap();
+        assert!(got == body, "{} bytes", got.len());
+    }
+    let e = tokio::task::spawn_blocking(|| open_source("http://127.0.0.1:1/x").err().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        format!("{e:#}").contains("connecting to 127.0.0.1:1"),
+        "{e:#}"
+    );
+}
