@@ -37,6 +37,8 @@ pub async fn serve(
         .route("/v1/apps/{app}", get(status))
         .route("/v1/apps/{app}/restart", post(restart))
         .route("/v1/apps/{app}/purge", post(purge))
+        .route("/v1/apps/{app}/pause", post(pause))
+        .route("/v1/apps/{app}/resume", post(resume))
         .route("/v1/apps/{app}/exec", post(exec))
         .route("/v1/check", {
             let services = services.clone();
@@ -112,6 +114,41 @@ async fn restart(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Resp
 
 async fn purge(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Response {
     bump(h, app, CounterKind::Purge).await
+}
+
+/// Asks the loop to freeze or thaw the app's task and waits for the answer.
+async fn pause_or_resume(h: Handle, app: String, pause: bool) -> Response {
+    let snap = h.now();
+    let Some(st) = snap.find(&app) else {
+        return not_found(&snap, &app);
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let cmd = Command::Pause {
+        uuid: st.uuid.clone(),
+        pause,
+        reply,
+    };
+    if !h.tell(Event::Command(cmd)).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping");
+    }
+    match answer.await {
+        Ok(Ok(task_id)) => Json(super::types::PauseDone {
+            app: st.display_name,
+            task_id,
+            paused: pause,
+        })
+        .into_response(),
+        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping"),
+    }
+}
+
+async fn pause(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Response {
+    pause_or_resume(h, app, true).await
+}
+
+async fn resume(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Response {
+    pause_or_resume(h, app, false).await
 }
 
 async fn exec(

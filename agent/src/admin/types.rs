@@ -128,6 +128,17 @@ pub struct CounterBumped {
     pub local_counter: u64,
 }
 
+/// `POST /v1/apps/{app}/pause|resume` answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PauseDone {
+    /// The app.
+    pub app: String,
+    /// Its task.
+    pub task_id: String,
+    /// Whether it is now paused.
+    pub paused: bool,
+}
+
 /// `POST /v1/apps/{app}/exec` body.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExecRequest {

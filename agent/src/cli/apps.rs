@@ -210,6 +210,19 @@ impl Ctx {
         Ok(0)
     }
 
+    pub(super) async fn pause(&self, app: &str, pause: bool) -> Result<i32> {
+        let verb = if pause { "pause" } else { "resume" };
+        let s = self.app(app).await?;
+        let r: crate::admin::types::PauseDone = self
+            .client
+            .post(&format!("/v1/apps/{}/{verb}", encode(&s.uuid)), &())
+            .await?
+            .map_err(|f| anyhow::anyhow!(describe(&f, app)))?;
+        let done = if r.paused { "paused" } else { "resumed" };
+        println!("{} {done} (task {})", r.app, r.task_id);
+        Ok(0)
+    }
+
     pub(super) async fn check(&self, json: bool) -> Result<i32> {
         let checks: Vec<Check> = match self.client.get("/v1/check").await {
             Ok(Ok(c)) => c,

@@ -80,6 +80,16 @@ pub enum Cmd {
         /// App name, UUID or task ID.
         app: String,
     },
+    /// Freeze the app's processes (cgroup freezer); the agent leaves it paused.
+    Pause {
+        /// App name, UUID or task ID.
+        app: String,
+    },
+    /// Thaw a paused app.
+    Resume {
+        /// App name, UUID or task ID.
+        app: String,
+    },
     /// Recreate the app's volumes and start it fresh (bumps its local purge counter).
     Purge {
         /// App name, UUID or task ID.
@@ -177,6 +187,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Exec { app, timeout, cmd } => ctx.exec(&app, cmd, timeout).await,
         Cmd::Restart { app } => ctx.bump(&app, "restart").await,
         Cmd::Purge { app } => ctx.bump(&app, "purge").await,
+        Cmd::Pause { app } => ctx.pause(&app, true).await,
+        Cmd::Resume { app } => ctx.pause(&app, false).await,
         Cmd::Check { json } => ctx.check(json).await,
         Cmd::Version { json } => ctx.version(json).await,
         Cmd::Networks { json } => ctx.networks(json).await,

@@ -166,7 +166,7 @@ impl<D: Driver> Reconciler<D> {
                         break;
                     }
                     Some(ev) = inputs.events.recv() => {
-                        self.handle(ev);
+                        self.handle(ev).await;
                         break;
                     }
                     Some(ev) = events::next_task_event(&mut inputs.tasks) => {
@@ -217,8 +217,11 @@ impl<D: Driver> Reconciler<D> {
     }
 
     /// Handles an event from the admin API or the link.
-    fn handle(&mut self, ev: Event) {
+    async fn handle(&mut self, ev: Event) {
         match ev {
+            Event::Command(Command::Pause { uuid, pause, reply }) => {
+                let _ = reply.send(self.pause(&uuid, pause).await);
+            }
             Event::Command(Command::Bump { uuid, kind, reply }) => {
                 let r = self.store.bump_local_counter(&uuid, kind);
                 match &r {
@@ -237,6 +240,29 @@ impl<D: Driver> Reconciler<D> {
             Event::InstanceUp => self.counters.instance_restarts += 1,
         }
         self.dirty = true;
+    }
+
+    /// Pauses or resumes app `uuid`'s task (the planner leaves a paused
+    /// task as it is: a pause is an operator's choice).
+    async fn pause(&mut self, uuid: &str, pause: bool) -> Result<String, String> {
+        let verb = if pause { "pause" } else { "resume" };
+        let task = self
+            .statuses
+            .get(uuid)
+            .and_then(|s| s.domain.as_ref())
+            .map(|d| d.task_id.clone())
+            .ok_or_else(|| format!("app {uuid} has no task to {verb}"))?;
+        let d = &self.exec.driver;
+        let r = if pause {
+            d.pause(&task).await
+        } else {
+            d.resume(&task).await
+        };
+        match &r {
+            Ok(()) => tracing::info!(app = %uuid, task = %task, "{verb} by operator"),
+            Err(e) => tracing::warn!(app = %uuid, error = %e, "{verb} failed"),
+        }
+        r.map(|()| task).map_err(|e| e.to_string())
     }
 
     /// One observe → plan → execute round. Returns whether anything was
@@ -357,7 +383,7 @@ impl<D: Driver> Reconciler<D> {
                         None => break,
                     },
                     Some(doc) = inputs.configs.recv() => { self.take_config(doc); continue; }
-                    Some(ev) = inputs.events.recv() => { self.handle(ev); continue; }
+                    Some(ev) = inputs.events.recv() => { self.handle(ev).await; continue; }
                     Some(_) = events::next_task_event(&mut inputs.tasks) => { self.dirty = true; continue; }
                     Ok(()) = inputs.link.changed() => {
                         self.link = inputs.link.borrow_and_update().clone();

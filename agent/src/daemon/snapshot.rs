@@ -293,6 +293,16 @@ pub enum Command {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<u64, String>>,
     },
+    /// Freeze (`pause: true`) or thaw app `uuid`'s task; the answer is the
+    /// task ID.
+    Pause {
+        /// The app.
+        uuid: String,
+        /// Pause or resume.
+        pause: bool,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 /// What the loop is told by the other tasks.

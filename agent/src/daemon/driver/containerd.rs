@@ -172,6 +172,20 @@ impl Driver for ContainerdDriver {
             .map_err(|e| DriverError::transient(format!("restarting task {task_id}"), e))
     }
 
+    async fn pause(&self, task_id: &str) -> DriverResult<()> {
+        self.rt
+            .pause(task_id)
+            .await
+            .map_err(|e| DriverError::transient(format!("pausing task {task_id}"), e))
+    }
+
+    async fn resume(&self, task_id: &str) -> DriverResult<()> {
+        self.rt
+            .resume(task_id)
+            .await
+            .map_err(|e| DriverError::transient(format!("resuming task {task_id}"), e))
+    }
+
     async fn remove_container(&self, task_id: &str) -> DriverResult<()> {
         let Some(obs) = self.find(task_id).await? else {
             return Ok(());

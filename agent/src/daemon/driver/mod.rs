@@ -144,6 +144,12 @@ pub trait Driver: Send + Sync + 'static {
     /// is gone, fresh log FIFOs).
     fn restart(&self, task_id: &str) -> impl Future<Output = DriverResult<()>> + Send;
 
+    /// Freezes the task (an operator's pause; the planner leaves it paused).
+    fn pause(&self, task_id: &str) -> impl Future<Output = DriverResult<()>> + Send;
+
+    /// Thaws a paused task.
+    fn resume(&self, task_id: &str) -> impl Future<Output = DriverResult<()>> + Send;
+
     /// Stops (grace period, then SIGKILL) and deletes task and container;
     /// volumes stay. Nothing to do when it is gone.
     fn remove_container(&self, task_id: &str) -> impl Future<Output = DriverResult<()>> + Send;

@@ -26,6 +26,10 @@ pub enum Call {
     Restart(String),
     /// `remove_container`.
     RemoveContainer(String),
+    /// `pause`.
+    Pause(String),
+    /// `resume`.
+    Resume(String),
     /// `remove_volumes` of an app's generation.
     RemoveVolumes(String, u64),
     /// `remove_leftovers`.
@@ -206,6 +210,22 @@ impl Driver for RecordingDriver {
             c.phase = Phase::Running;
             c.exit_status = None;
             c.pid = Some(pid);
+        }
+        Ok(())
+    }
+
+    async fn pause(&self, task_id: &str) -> DriverResult<()> {
+        self.call("pause", task_id, Call::Pause(task_id.to_owned()))?;
+        if let Some(c) = self.world.lock().unwrap().containers.get_mut(task_id) {
+            c.phase = Phase::Paused;
+        }
+        Ok(())
+    }
+
+    async fn resume(&self, task_id: &str) -> DriverResult<()> {
+        self.call("resume", task_id, Call::Resume(task_id.to_owned()))?;
+        if let Some(c) = self.world.lock().unwrap().containers.get_mut(task_id) {
+            c.phase = Phase::Running;
         }
         Ok(())
     }

@@ -344,7 +344,7 @@ async fn commands_are_answered_while_a_pass_executes() {
         .await
         .unwrap();
     let ev = rig.inputs.events.recv().await.unwrap();
-    rig.r.handle(ev);
+    rig.r.handle(ev).await;
     assert_eq!(answer.await.unwrap(), Ok(1));
     let calls = rig.settle().await;
     assert!(
@@ -354,4 +354,38 @@ async fn commands_are_answered_while_a_pass_executes() {
     );
     assert_eq!(rig.status("a").state, SwState::Running);
     assert_eq!(rig.status("a").restarts, 1);
+}
+
+#[tokio::test]
+async fn pause_and_resume_go_through_the_loop_and_the_planner_leaves_a_pause() {
+    let mut rig = Rig::new(&["img:1"]);
+    rig.config(&doc(1, &[app(A, "a", "img:1", "")]));
+    rig.settle().await;
+    let task = rig.task(A);
+    for (pause, call, state) in [
+        (true, Call::Pause(task.clone()), SwState::Paused),
+        (false, Call::Resume(task.clone()), SwState::Running),
+    ] {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let cmd = Command::Pause {
+            uuid: A.into(),
+            pause,
+            reply,
+        };
+        rig.r.handle(Event::Command(cmd)).await;
+        assert_eq!(answer.await.unwrap(), Ok(task.clone()));
+        let calls = rig.settle().await;
+        assert_eq!(calls.first(), Some(&call), "{calls:?}");
+        assert_eq!(calls.len(), 1, "nothing else done: {calls:?}");
+        assert_eq!(rig.status("a").state, state);
+    }
+    // An app without a task cannot be paused.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let cmd = Command::Pause {
+        uuid: B.into(),
+        pause: true,
+        reply,
+    };
+    rig.r.handle(Event::Command(cmd)).await;
+    assert!(answer.await.unwrap().unwrap_err().contains("no task"));
 }
