@@ -70,3 +70,37 @@ async fn pause_freezes_the_app_until_resume_and_the_agent_leaves_it_paused() {
     assert!(err.contains("web"), "{err}");
     env.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_start_override_activate_until_the_next_config() {
+    let mut env = AgentEnv::new();
+    let entry = app_yaml(&env.uuid(1), "web", 1, "hello", "");
+    let web = |gen: u64| format!("generation: {gen}\napps:\n{entry}");
+    env.write_config(&web(1));
+    env.start_agent();
+    env.wait_running(&["web"], T);
+
+    let (code, out, err) = env.outpost(&["stop", "web"]);
+    assert_eq!(code, 0, "{out}{err}");
+    env.wait_for("web HALTED", T, |l| {
+        l.iter()
+            .any(|a| a.display_name == "web" && a.state == SwState::Halted)
+    });
+    let (_, status, _) = env.outpost(&["status", "web"]);
+    assert!(status.contains("stopped by the operator"), "{status}");
+
+    let (code, out, err) = env.outpost(&["start", "web"]);
+    assert_eq!(code, 0, "{out}{err}");
+    env.wait_running(&["web"], T);
+
+    // Stopped again, then the next config generation ends the override.
+    assert_eq!(env.outpost(&["stop", "web"]).0, 0);
+    env.wait_for("web HALTED", T, |l| {
+        l.iter()
+            .any(|a| a.display_name == "web" && a.state == SwState::Halted)
+    });
+    env.write_config(&web(2));
+    let web = env.wait_running(&["web"], T).remove(0);
+    assert_eq!(web.local_override, None);
+    env.teardown().await;
+}

@@ -38,6 +38,8 @@ pub async fn serve(
         .route("/v1/apps/{app}/restart", post(restart))
         .route("/v1/apps/{app}/purge", post(purge))
         .route("/v1/apps/{app}/pause", post(pause))
+        .route("/v1/apps/{app}/stop", post(stop))
+        .route("/v1/apps/{app}/start", post(start))
         .route("/v1/apps/{app}/resume", post(resume))
         .route("/v1/apps/{app}/exec", post(exec))
         .route("/v1/check", {
@@ -141,6 +143,41 @@ async fn pause_or_resume(h: Handle, app: String, pause: bool) -> Response {
         Ok(Err(e)) => error(StatusCode::CONFLICT, e),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping"),
     }
+}
+
+/// Asks the loop to override the app's `activate` until the next config.
+async fn activate(h: Handle, app: String, activate: bool) -> Response {
+    let snap = h.now();
+    let Some(st) = snap.find(&app) else {
+        return not_found(&snap, &app);
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let cmd = Command::Activate {
+        uuid: st.uuid.clone(),
+        activate,
+        reply,
+    };
+    if !h.tell(Event::Command(cmd)).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping");
+    }
+    match answer.await {
+        Ok(Ok(generation)) => Json(super::types::ActivateOverridden {
+            app: st.display_name,
+            activate,
+            generation,
+        })
+        .into_response(),
+        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping"),
+    }
+}
+
+async fn stop(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Response {
+    activate(h, app, false).await
+}
+
+async fn start(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Response {
+    activate(h, app, true).await
 }
 
 async fn pause(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Response {

@@ -139,6 +139,17 @@ pub struct PauseDone {
     pub paused: bool,
 }
 
+/// `POST /v1/apps/{app}/stop|start` answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActivateOverridden {
+    /// The app.
+    pub app: String,
+    /// The activate value now in force.
+    pub activate: bool,
+    /// The config generation the override holds for (a newer one ends it).
+    pub generation: u64,
+}
+
 /// `POST /v1/apps/{app}/exec` body.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExecRequest {

@@ -92,6 +92,9 @@ impl Ctx {
         println!("state:     {} ({})", s.state, s.state.number());
         println!("activated: {}", s.activated);
         println!("restarts:  {}", s.restarts);
+        if let Some(o) = &s.local_override {
+            println!("override:  {o}");
+        }
         println!(
             "vnc:       {}",
             if s.vnc_password_set {
@@ -206,6 +209,21 @@ impl Ctx {
         println!(
             "{verb} of {} requested (local {verb} counter {})",
             r.app, r.local_counter
+        );
+        Ok(0)
+    }
+
+    pub(super) async fn activate(&self, app: &str, activate: bool) -> Result<i32> {
+        let verb = if activate { "start" } else { "stop" };
+        let s = self.app(app).await?;
+        let r: crate::admin::types::ActivateOverridden = self
+            .client
+            .post(&format!("/v1/apps/{}/{verb}", encode(&s.uuid)), &())
+            .await?
+            .map_err(|f| anyhow::anyhow!(describe(&f, app)))?;
+        println!(
+            "{verb} of {} requested: activate {} until a config newer than generation {}",
+            r.app, r.activate, r.generation
         );
         Ok(0)
     }

@@ -80,6 +80,16 @@ pub enum Cmd {
         /// App name, UUID or task ID.
         app: String,
     },
+    /// Stop the app (a local `activate: false`) until the next config generation.
+    Stop {
+        /// App name, UUID or task ID.
+        app: String,
+    },
+    /// Start a stopped app (a local `activate: true`) until the next config generation.
+    Start {
+        /// App name, UUID or task ID.
+        app: String,
+    },
     /// Freeze the app's processes (cgroup freezer); the agent leaves it paused.
     Pause {
         /// App name, UUID or task ID.
@@ -188,6 +198,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Restart { app } => ctx.bump(&app, "restart").await,
         Cmd::Purge { app } => ctx.bump(&app, "purge").await,
         Cmd::Pause { app } => ctx.pause(&app, true).await,
+        Cmd::Stop { app } => ctx.activate(&app, false).await,
+        Cmd::Start { app } => ctx.activate(&app, true).await,
         Cmd::Resume { app } => ctx.pause(&app, false).await,
         Cmd::Check { json } => ctx.check(json).await,
         Cmd::Version { json } => ctx.version(json).await,

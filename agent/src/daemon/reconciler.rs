@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use outpost_api::{AppConfig, AppStatus, NetworkConfig};
 use outpost_reconcile::{
-    bind, plan, record_failure_of, record_outcome, with_local_counters, BindContext, HealthTracker,
-    History, Input, LocalCounters, Observed, Waves,
+    bind, plan, record_failure_of, record_outcome, with_local_activate, with_local_counters,
+    BindContext, HealthTracker, History, Input, LocalActivate, LocalCounters, Observed, Waves,
 };
 use outpost_runtime::events::EventStream;
 use outpost_store::Store;
@@ -219,6 +219,13 @@ impl<D: Driver> Reconciler<D> {
     /// Handles an event from the admin API or the link.
     async fn handle(&mut self, ev: Event) {
         match ev {
+            Event::Command(Command::Activate {
+                uuid,
+                activate,
+                reply,
+            }) => {
+                let _ = reply.send(self.override_activate(&uuid, activate));
+            }
             Event::Command(Command::Pause { uuid, pause, reply }) => {
                 let _ = reply.send(self.pause(&uuid, pause).await);
             }
@@ -240,6 +247,29 @@ impl<D: Driver> Reconciler<D> {
             Event::InstanceUp => self.counters.instance_restarts += 1,
         }
         self.dirty = true;
+    }
+
+    /// Records the operator's local activate override of app `uuid` for
+    /// the config generation in effect (saved before the answer).
+    fn override_activate(&mut self, uuid: &str, activate: bool) -> Result<u64, String> {
+        let generation = self
+            .current
+            .as_ref()
+            .filter(|c| c.config.apps.iter().any(|a| a.uuid == uuid))
+            .map(|c| c.config.generation)
+            .ok_or_else(|| format!("app {uuid} is not in the config in effect"))?;
+        let rec = self.history.apps.entry(uuid.to_owned()).or_default();
+        rec.local_activate = Some(LocalActivate {
+            activate,
+            generation,
+        });
+        self.persist_outcomes(&[uuid.to_owned()]);
+        if let Some(u) = self.unsaved.get(uuid) {
+            return Err(format!("saving the override failed: {}", u.error));
+        }
+        let verb = if activate { "start" } else { "stop" };
+        tracing::info!(app = %uuid, generation, "local {verb} by operator");
+        Ok(generation)
     }
 
     /// Pauses or resumes app `uuid`'s task (the planner leaves a paused
@@ -278,6 +308,17 @@ impl<D: Driver> Reconciler<D> {
             return Ok((false, None));
         };
         let desired = self.desired_with_local_counters(&cur)?;
+        let (desired, expired) =
+            with_local_activate(&desired, &self.history, cur.config.generation);
+        if !expired.is_empty() {
+            for uuid in &expired {
+                if let Some(r) = self.history.apps.get_mut(uuid) {
+                    r.local_activate = None;
+                }
+                tracing::info!(app = %uuid, "local stop/start override ended by a newer config");
+            }
+            self.persist_outcomes(&expired);
+        }
         let found = self.exec.driver.observe().await?;
         let observed: Vec<Observed> = found.iter().map(|f| f.app.clone()).collect();
         let now = self.clock.now_ms();

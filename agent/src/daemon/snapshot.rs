@@ -293,6 +293,16 @@ pub enum Command {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<u64, String>>,
     },
+    /// Override app `uuid`'s `activate` locally (`outpost stop|start`)
+    /// until the next config generation.
+    Activate {
+        /// The app.
+        uuid: String,
+        /// The wanted value.
+        activate: bool,
+        /// Where the answer goes (the config generation it holds for).
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
     /// Freeze (`pause: true`) or thaw app `uuid`'s task; the answer is the
     /// task ID.
     Pause {

@@ -206,6 +206,9 @@ pub struct AppStatus {
     /// Image download in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download: Option<DownloadStatus>,
+    /// An operator's local override in force (`outpost stop|start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_override: Option<String>,
 }
 
 #[cfg(test)]

@@ -57,6 +57,20 @@ pub struct AppRecord {
     pub error_kind: Option<ErrorKind>,
     /// Outpost addition: the action whose failure set `next_start_ms`.
     pub retry_of: Option<ActionKind>,
+    /// Outpost addition: the operator's `outpost stop|start`, in force
+    /// while the config generation it was given under is in effect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_activate: Option<LocalActivate>,
+}
+
+/// A local activate override (`outpost stop` / `outpost start`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalActivate {
+    /// The activate value the operator wants.
+    pub activate: bool,
+    /// The config generation in effect when it was given: a newer config
+    /// (from the controller or the file) clears it.
+    pub generation: u64,
 }
 
 /// Origin of an app's current error.

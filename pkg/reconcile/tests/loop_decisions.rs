@@ -37,6 +37,7 @@ fn app_status(n: u32, state: SwState) -> AppStatus {
         error: None,
         vnc_password_set: false,
         download: None,
+        local_override: None,
     }
 }
 

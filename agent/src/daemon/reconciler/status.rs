@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use outpost_api::{AppConfig, AppStatus, DomainStatus, DownloadStatus, SwState};
-use outpost_reconcile::{keep_removed_visible, Action, AppStatusUpdate, Phase};
+use outpost_reconcile::{
+    keep_removed_visible, local_override_note, Action, AppStatusUpdate, Phase,
+};
 
 use super::Reconciler;
 use crate::daemon::downloads::Downloads;
@@ -101,6 +103,7 @@ impl<D: Driver> Reconciler<D> {
                 error: u.error.clone(),
                 vnc_password_set: vnc,
                 download: None,
+                local_override: local_override_note(&self.history, &u.uuid, cur.config.generation),
             };
             statuses.insert(u.uuid.clone(), status);
         }

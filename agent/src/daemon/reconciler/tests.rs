@@ -389,3 +389,37 @@ async fn pause_and_resume_go_through_the_loop_and_the_planner_leaves_a_pause() {
     rig.r.handle(Event::Command(cmd)).await;
     assert!(answer.await.unwrap().unwrap_err().contains("no task"));
 }
+
+#[tokio::test]
+async fn a_local_stop_holds_until_a_newer_config_generation() {
+    let mut rig = Rig::new(&["img:1"]);
+    rig.config(&doc(1, &[app(A, "a", "img:1", "")]));
+    rig.settle().await;
+    let task = rig.task(A);
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let cmd = Command::Activate {
+        uuid: A.into(),
+        activate: false,
+        reply,
+    };
+    rig.r.handle(Event::Command(cmd)).await;
+    assert_eq!(answer.await.unwrap(), Ok(1));
+    let calls = rig.settle().await;
+    assert!(calls.contains(&Call::RemoveContainer(task)), "{calls:?}");
+    let st = rig.status("a");
+    assert_eq!(st.state, SwState::Halted);
+    assert!(st
+        .local_override
+        .unwrap()
+        .contains("stopped by the operator"));
+    // Saved: a new loop over the same store keeps it (the record holds it).
+    let rec: outpost_reconcile::AppRecord = rig.store.app_records().unwrap().remove(A).unwrap();
+    assert!(rec.local_activate.is_some_and(|o| !o.activate));
+    // The same generation again changes nothing; a newer one ends it.
+    rig.config(&doc(2, &[app(A, "a", "img:1", "")]));
+    let calls = rig.settle().await;
+    assert_eq!(creates(&calls), [A], "{calls:?}");
+    let st = rig.status("a");
+    assert_eq!(st.state, SwState::Running);
+    assert_eq!(st.local_override, None);
+}

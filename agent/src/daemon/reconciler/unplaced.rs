@@ -67,5 +67,6 @@ fn placeholder(key: &str, r: &RejectedApp, old: Option<&AppStatus>) -> AppStatus
         error: Some(error),
         vnc_password_set: false,
         download: None,
+        local_override: None,
     }
 }
