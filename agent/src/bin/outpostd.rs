@@ -109,7 +109,10 @@ fn upgrade_convert(root: PathBuf, dry_run: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
+// At least two workers, also on a one-CPU device: a task that blocks its
+// worker for a while (a slow fsync under emulation) must not stall the
+// watchdog feeder and the admin API with it.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     outpost_agent::logging::init("outpostd");
     let a = Args::parse();

@@ -320,7 +320,9 @@ fn boot_and_check(
 
     // The app, as the operator sees it.
     let running = vm.run(
-        "i=0; until outpost list 2>/dev/null | grep -q '^hello .*RUNNING'; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.5; done; cut -d' ' -f1 /proc/uptime",
+        // Each `outpost list` is bounded, and a device that never gets there
+        // leaves the agent's last lines on the console for the report.
+        "i=0; until timeout 3 outpost list 2>/dev/null | grep -q '^hello .*RUNNING'; do i=$((i+1)); [ $i -gt 120 ] && { logread -source outpostd | tail -40; ps; cat /proc/loadavg; break; }; sleep 0.5; done; cut -d' ' -f1 /proc/uptime",
         Duration::from_secs(200),
     )?;
     let running_host = secs(vm.started.elapsed());
