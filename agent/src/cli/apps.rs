@@ -378,6 +378,12 @@ impl Ctx {
 }
 
 fn describe(f: &ApiFailure, app: &str) -> String {
+    describe_with(f, app, "outpost list")
+}
+
+/// An admin API failure as one line: the agent's error, with suggestions
+/// (or a hint to run `list_cmd`) when `name` was not found.
+pub(super) fn describe_with(f: &ApiFailure, name: &str, list_cmd: &str) -> String {
     let msg = f.body["error"]
         .as_str()
         .unwrap_or("request failed")
@@ -386,9 +392,9 @@ fn describe(f: &ApiFailure, app: &str) -> String {
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
-    if f.status == hyper::StatusCode::NOT_FOUND && !app.is_empty() {
+    if f.status == hyper::StatusCode::NOT_FOUND && !name.is_empty() {
         if sugg.is_empty() {
-            format!("{msg} (see `outpost list`)")
+            format!("{msg} (see `{list_cmd}`)")
         } else {
             format!("{msg}; did you mean: {}?", sugg.join(", "))
         }
@@ -397,7 +403,8 @@ fn describe(f: &ApiFailure, app: &str) -> String {
     }
 }
 
-fn encode(s: &str) -> String {
+/// `s` percent-encoded for one URL path segment.
+pub(super) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -408,7 +415,8 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-fn uptime(since: time::OffsetDateTime) -> String {
+/// Time since `since`, short (`42s`, `5m`, `3h`, `2d`).
+pub(super) fn uptime(since: time::OffsetDateTime) -> String {
     let secs = (time::OffsetDateTime::now_utc() - since)
         .whole_seconds()
         .max(0);

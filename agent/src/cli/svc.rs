@@ -9,6 +9,7 @@ use clap::Subcommand;
 use outpost_api::ServiceStatus;
 use outpost_runtime::{Layout, SYSTEM_NAMESPACE};
 
+use super::apps::{encode, uptime};
 use crate::admin::client::{AdminClient, ApiFailure};
 use crate::admin::services::ServiceRestarted;
 use crate::admin::types::{ExecRequest, ExecResponse};
@@ -279,44 +280,5 @@ async fn enter(c: &AdminClient, name: &str, cmd: Vec<String>) -> Result<i32> {
 }
 
 fn describe(f: &ApiFailure, name: &str) -> String {
-    let msg = f.body["error"]
-        .as_str()
-        .unwrap_or("request failed")
-        .to_owned();
-    let sugg: Vec<&str> = f.body["suggestions"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
-    if f.status == hyper::StatusCode::NOT_FOUND && !name.is_empty() {
-        if sugg.is_empty() {
-            format!("{msg} (see `outpost svc list`)")
-        } else {
-            format!("{msg}; did you mean: {}?", sugg.join(", "))
-        }
-    } else {
-        format!("{msg} ({})", f.status)
-    }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn uptime(since: time::OffsetDateTime) -> String {
-    let secs = (time::OffsetDateTime::now_utc() - since)
-        .whole_seconds()
-        .max(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
-    }
+    super::apps::describe_with(f, name, "outpost svc list")
 }
