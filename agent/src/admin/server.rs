@@ -83,31 +83,49 @@ async fn status(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Respo
     }
 }
 
-/// Asks the loop to bump a local counter and waits for its answer (the
-/// loop takes commands even while a pass runs).
-async fn bump(h: Handle, app: String, kind: CounterKind) -> Response {
+/// Sends the loop the command `make` builds for app `app` (by UUID) and
+/// turns its answer into a response with `done` (the app's display name and
+/// the value); a refusal gets `refused`.
+async fn ask<T>(
+    h: Handle,
+    app: &str,
+    make: impl FnOnce(String, tokio::sync::oneshot::Sender<Result<T, String>>) -> Command,
+    refused: StatusCode,
+    done: impl FnOnce(String, T) -> Response,
+) -> Response {
     let snap = h.now();
-    let Some(st) = snap.find(&app) else {
-        return not_found(&snap, &app);
+    let Some(st) = snap.find(app) else {
+        return not_found(&snap, app);
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let cmd = Command::Bump {
-        uuid: st.uuid.clone(),
-        kind,
-        reply,
-    };
-    if !h.tell(Event::Command(cmd)).await {
+    if !h.tell(Event::Command(make(st.uuid.clone(), reply))).await {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping");
     }
     match answer.await {
-        Ok(Ok(v)) => Json(CounterBumped {
-            app: st.display_name,
-            local_counter: v,
-        })
-        .into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Ok(v)) => done(st.display_name, v),
+        Ok(Err(e)) => error(refused, e),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping"),
     }
+}
+
+/// Asks the loop to bump a local counter and waits for its answer (the
+/// loop takes commands even while a pass runs).
+async fn bump(h: Handle, app: String, kind: CounterKind) -> Response {
+    let make = |uuid, reply| Command::Bump { uuid, kind, reply };
+    ask(
+        h,
+        &app,
+        make,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        |app, v| {
+            Json(CounterBumped {
+                app,
+                local_counter: v,
+            })
+            .into_response()
+        },
+    )
+    .await
 }
 
 async fn restart(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Response {
@@ -120,56 +138,34 @@ async fn purge(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Respon
 
 /// Asks the loop to freeze or thaw the app's task and waits for the answer.
 async fn pause_or_resume(h: Handle, app: String, pause: bool) -> Response {
-    let snap = h.now();
-    let Some(st) = snap.find(&app) else {
-        return not_found(&snap, &app);
-    };
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let cmd = Command::Pause {
-        uuid: st.uuid.clone(),
-        pause,
-        reply,
-    };
-    if !h.tell(Event::Command(cmd)).await {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping");
-    }
-    match answer.await {
-        Ok(Ok(task_id)) => Json(super::types::PauseDone {
-            app: st.display_name,
+    let make = |uuid, reply| Command::Pause { uuid, pause, reply };
+    ask(h, &app, make, StatusCode::CONFLICT, |app, task_id| {
+        Json(super::types::PauseDone {
+            app,
             task_id,
             paused: pause,
         })
-        .into_response(),
-        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping"),
-    }
+        .into_response()
+    })
+    .await
 }
 
 /// Asks the loop to override the app's `activate` until the next config.
 async fn activate(h: Handle, app: String, activate: bool) -> Response {
-    let snap = h.now();
-    let Some(st) = snap.find(&app) else {
-        return not_found(&snap, &app);
-    };
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let cmd = Command::Activate {
-        uuid: st.uuid.clone(),
+    let make = |uuid, reply| Command::Activate {
+        uuid,
         activate,
         reply,
     };
-    if !h.tell(Event::Command(cmd)).await {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping");
-    }
-    match answer.await {
-        Ok(Ok(generation)) => Json(super::types::ActivateOverridden {
-            app: st.display_name,
+    ask(h, &app, make, StatusCode::CONFLICT, |app, generation| {
+        Json(super::types::ActivateOverridden {
+            app,
             activate,
             generation,
         })
-        .into_response(),
-        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping"),
-    }
+        .into_response()
+    })
+    .await
 }
 
 async fn stop(State(h): State<Handle>, UrlPath(app): UrlPath<String>) -> Response {
