@@ -21,8 +21,10 @@ pub const MAX_TEXT_LEN: usize = 256;
 pub struct BaseOsConfig {
     /// The image's version string, shown in status (`0.2.0`).
     pub version: String,
-    /// Where the root squashfs is fetched: `http://` or `file:/` (the digest,
-    /// signed with the config, is what makes plain HTTP safe).
+    /// Where the root squashfs is fetched: `http://`, `file:/`, or
+    /// `https://` of the device's own controller (fetched with the device's
+    /// mTLS identity; what `outpost-controller base-os publish` sets). The
+    /// digest, signed with the config, is what makes plain HTTP safe.
     pub url: String,
     /// sha256 of the squashfs, lowercase hex; the image is refused unless it matches.
     pub sha256: String,
@@ -76,11 +78,13 @@ pub fn validate_base_os(b: &BaseOsConfig, out: &mut Vec<Problem>) {
             format!("must be 1 to {MAX_TEXT_LEN} printable ASCII characters"),
         );
     }
-    let scheme_ok = ["http://", "file:/"].iter().any(|s| b.url.starts_with(s));
+    let scheme_ok = ["http://", "https://", "file:/"]
+        .iter()
+        .any(|s| b.url.starts_with(s));
     if !scheme_ok || b.url.len() > MAX_TEXT_LEN || b.url.chars().any(|c| c.is_whitespace()) {
         err(
             "url",
-            format!("must be an http:// or file:/ URL of at most {MAX_TEXT_LEN} characters without spaces"),
+            format!("must be an http://, https:// or file:/ URL of at most {MAX_TEXT_LEN} characters without spaces"),
         );
     }
     if b.sha256.len() != 64
@@ -141,7 +145,7 @@ mod tests {
             ("base_os.version", Box::new(|b| b.version = String::new())),
             ("base_os.version", Box::new(|b| b.version = "a b".into())),
             ("base_os.url", Box::new(|b| b.url = "ftp://x/y".into())),
-            ("base_os.url", Box::new(|b| b.url = "https://x/y".into())),
+            ("base_os.url", Box::new(|b| b.url = "httpx://x/y".into())),
             ("base_os.url", Box::new(|b| b.url = "http://x/ y".into())),
             ("base_os.sha256", Box::new(|b| b.sha256 = "A".repeat(64))),
             ("base_os.sha256", Box::new(|b| b.sha256 = "a".repeat(63))),

@@ -69,6 +69,7 @@
 //!   the tracing output (which names the token of each change).
 
 pub mod admin;
+pub mod baseos;
 pub mod bootstrap;
 pub mod console;
 pub mod db;

@@ -25,6 +25,10 @@ pub struct Limits {
     pub log_lines_kept: u64,
     /// Metrics samples kept per device.
     pub metrics_kept: u64,
+    /// Largest base OS artifact `base-os publish` takes (bytes).
+    pub max_base_os_bytes: u64,
+    /// Base OS artifacts kept at most (unused ones are deleted to make room).
+    pub base_os_kept: usize,
 }
 
 impl Default for Limits {
@@ -38,6 +42,8 @@ impl Default for Limits {
             max_log_decompressed: 32 << 20,
             log_lines_kept: crate::db::LOG_LINES_KEPT,
             metrics_kept: crate::db::METRICS_KEPT,
+            max_base_os_bytes: 2 << 30,
+            base_os_kept: 4,
         }
     }
 }

@@ -59,6 +59,12 @@ enum Command {
         /// redb file; any number of `serve` replicas may share it.
         #[arg(long, env = "OUTPOST_CONTROLLER_DATABASE")]
         database: Option<String>,
+        /// Largest base OS artifact `base-os publish` takes, bytes.
+        #[arg(long, default_value_t = outpost_controller::Limits::default().max_base_os_bytes)]
+        base_os_max_bytes: u64,
+        /// Base OS artifacts kept at most (unused ones are deleted to make room).
+        #[arg(long, default_value_t = outpost_controller::Limits::default().base_os_kept)]
+        base_os_keep: usize,
     },
     /// Admin API tokens for `serve --admin-listen` (works on the state dir).
     Token {
@@ -69,6 +75,11 @@ enum Command {
     Device {
         #[command(subcommand)]
         command: cli::DeviceCommand,
+    },
+    /// Publish base OS images to devices (talks to the running server).
+    BaseOs {
+        #[command(subcommand)]
+        command: cli::BaseOsCommand,
     },
     /// Sign a bootstrap config offline (payload `device: null`, generation 0).
     SignBootstrap {
@@ -129,14 +140,18 @@ impl Command {
                 open_onboarding,
                 admin_listen,
                 database,
+                base_os_max_bytes,
+                base_os_keep,
             } => cli::Action::Serve {
                 listen,
                 open_onboarding,
                 admin_listen,
                 database,
+                base_os: (base_os_max_bytes, base_os_keep),
             },
             Command::Token { command } => cli::Action::Token(command),
             Command::Device { command } => cli::Action::Device(command),
+            Command::BaseOs { command } => cli::Action::BaseOs(command),
             Command::SignBootstrap { file, output } => cli::Action::SignBootstrap { file, output },
             Command::Stats { json } => cli::Action::Stats { json },
         }

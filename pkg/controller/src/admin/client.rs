@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use axum::body::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
@@ -72,6 +74,44 @@ impl AdminClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| self.fail(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let body = Full::new(Bytes::from(bytes)).map_err(|never| match never {});
+        self.send(method, path, "application/json", BoxBody::new(body))
+            .await
+    }
+
+    /// POST `path` with the file at `file` as the body, streamed (64 KiB
+    /// reads; `base-os publish`).
+    pub async fn upload<T: DeserializeOwned>(&self, path: &str, file: &Path) -> Result<T> {
+        let f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| self.fail(format!("opening {}: {e}", file.display())))?;
+        let frames = futures::stream::unfold(f, |mut f| async move {
+            let mut buf = vec![0u8; 64 << 10];
+            match tokio::io::AsyncReadExt::read(&mut f, &mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(Frame::data(Bytes::from(buf))), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        let body = BoxBody::new(StreamBody::new(frames));
+        self.send(Method::POST, path, "application/octet-stream", body)
+            .await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: BoxBody<Bytes, std::io::Error>,
+    ) -> Result<T> {
         let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
             self.fail(format!(
                 "cannot connect ({e}): is `outpost-controller serve` running on this state dir, and are you root?"
@@ -81,15 +121,11 @@ impl AdminClient {
             .await
             .map_err(|e| self.fail(format!("handshake: {e}")))?;
         tokio::spawn(conn);
-        let bytes = match body {
-            Some(b) => serde_json::to_vec(b).map_err(|e| self.fail(e.to_string()))?,
-            None => Vec::new(),
-        };
         let req = Request::builder()
             .method(method)
             .uri(format!("http://controller{path}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(bytes)))
+            .header("content-type", content_type)
+            .body(body)
             .map_err(|e| self.fail(e.to_string()))?;
         let resp = sender
             .send_request(req)

@@ -3,6 +3,7 @@
 //! `outpost-controller device …` commands; and the same routes over HTTPS
 //! with tokens ([`https`], [`tokens`]) for automation and the web console.
 
+pub mod baseos;
 pub mod client;
 pub mod https;
 pub mod server;

@@ -52,6 +52,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .layer(DefaultBodyLimit::max(
             2 * crate::document::MAX_DOCUMENT_BYTES,
         ))
+        .merge(super::baseos::routes())
         .with_state(controller)
 }
 

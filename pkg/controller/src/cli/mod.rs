@@ -1,5 +1,6 @@
 //! Command implementations: each prints for a human (or JSON with --json).
 
+mod baseos;
 mod device;
 mod format;
 mod logs;
@@ -10,6 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+pub use baseos::BaseOsCommand;
 use clap::Subcommand;
 use outpost_controller::admin::client::AdminClient;
 use outpost_controller::admin::types::ServerView;
@@ -91,9 +93,12 @@ pub enum Action {
         open_onboarding: bool,
         admin_listen: Option<String>,
         database: Option<String>,
+        /// Largest base OS artifact, artifacts kept.
+        base_os: (u64, usize),
     },
     Token(TokenCommand),
     Device(DeviceCommand),
+    BaseOs(BaseOsCommand),
     SignBootstrap {
         file: PathBuf,
         output: PathBuf,
@@ -120,13 +125,16 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
             open_onboarding,
             admin_listen,
             database,
-        } => runtime()?.block_on(serve(
-            state,
-            listen,
-            open_onboarding,
-            admin_listen,
-            database,
-        )),
+            base_os,
+        } => {
+            let mut opts = ServeOptions::new(state);
+            opts.listen = listen;
+            opts.open_onboarding = open_onboarding;
+            opts.admin_listen = admin_listen;
+            opts.database = database;
+            (opts.limits.max_base_os_bytes, opts.limits.base_os_kept) = base_os;
+            runtime()?.block_on(serve(opts))
+        }
         Action::Token(cmd) => {
             state.require_initialised()?;
             tokens::run(&state, cmd)
@@ -143,6 +151,11 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
             state.require_initialised()?;
             let client = AdminClient::new(&state.admin_socket());
             runtime()?.block_on(device::run(&client, cmd))
+        }
+        Action::BaseOs(cmd) => {
+            state.require_initialised()?;
+            let client = AdminClient::new(&state.admin_socket());
+            runtime()?.block_on(baseos::run(&client, cmd))
         }
         Action::Stats { json } => {
             state.require_initialised()?;
@@ -178,18 +191,7 @@ fn init(state: &StateDir, opts: &InitOptions) -> Result<()> {
     Ok(())
 }
 
-async fn serve(
-    state: StateDir,
-    listen: Option<String>,
-    open_onboarding: bool,
-    admin_listen: Option<String>,
-    database: Option<String>,
-) -> Result<()> {
-    let mut opts = ServeOptions::new(state);
-    opts.listen = listen;
-    opts.open_onboarding = open_onboarding;
-    opts.admin_listen = admin_listen;
-    opts.database = database;
+async fn serve(opts: ServeOptions) -> Result<()> {
     let server = Server::bind(opts).await?;
     let addr = server.local_addr();
     let mut out = std::io::stdout();

@@ -37,6 +37,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/api/v1/devices/{uuid}/info", post(info))
         .route("/api/v1/devices/{uuid}/metrics", post(metrics))
         .route("/api/v1/devices/{uuid}/logs", post(logs))
+        .route("/api/v1/base-os/{sha256}", get(super::baseos::download))
         .fallback(not_found)
         .with_state(controller)
 }

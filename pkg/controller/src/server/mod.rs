@@ -2,6 +2,7 @@
 //! on the root-only unix socket, until shutdown.
 
 mod api;
+pub(crate) mod baseos;
 mod body;
 mod config_poll;
 mod connection;

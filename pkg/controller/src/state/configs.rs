@@ -59,7 +59,7 @@ pub struct ConfigSet {
 }
 
 /// Signs `text` (already checked) as generation `generation` of `uuid`.
-fn make_record(
+pub(crate) fn make_record(
     c: &Controller,
     uuid: &str,
     text: &str,
@@ -178,7 +178,7 @@ impl Controller {
 }
 
 impl ConfigSet {
-    fn new(uuid: String, name: String, stored: &ConfigRecord) -> Self {
+    pub(crate) fn new(uuid: String, name: String, stored: &ConfigRecord) -> Self {
         ConfigSet {
             uuid,
             name,

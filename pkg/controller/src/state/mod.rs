@@ -25,6 +25,7 @@ use crate::signing::Signer;
 use crate::store::pg::PgStore;
 use crate::store::Store;
 
+pub(crate) use configs::make_record;
 pub use configs::{ConfigSet, CurrentConfig};
 pub use devices::Registered;
 pub use uploads::decode_log_batch;

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use outpost_api::cloud::LogEntry;
 
 use crate::db::{
-    AddOutcome, ConfigRecord, DeviceRecord, InfoRecord, LogAppend, LogLine, MetricsSample,
-    RegisterOutcome, RingMeta, Settings,
+    AddOutcome, BaseOsRecord, ConfigRecord, DeviceRecord, InfoRecord, LogAppend, LogLine,
+    MetricsSample, RegisterOutcome, RingMeta, Settings,
 };
 use crate::error::Result;
 use crate::pki::Issued;
@@ -110,6 +110,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         n: usize,
         filter: &dyn Fn(&LogEntry) -> bool,
     ) -> Result<Vec<LogLine>>;
+
+    /// Every published base OS artifact, in no particular order.
+    fn base_os_artifacts(&self) -> Result<Vec<BaseOsRecord>>;
+    /// Stores (or replaces) an artifact's record.
+    fn put_base_os(&self, record: &BaseOsRecord) -> Result<()>;
+    /// Removes an artifact's record; `false` if there was none.
+    fn delete_base_os(&self, sha256: &str) -> Result<bool>;
 }
 
 /// `set_config` of one device through [`Store::set_configs`]; `None`: no such device.

@@ -6,8 +6,8 @@ use outpost_api::cloud::LogEntry;
 
 use super::{IssueCert, MakeConfig, Store};
 use crate::db::{
-    AddOutcome, ConfigRecord, Db, DeviceRecord, InfoRecord, LogAppend, LogLine, MetricsSample,
-    RegisterOutcome, RingMeta, Settings,
+    AddOutcome, BaseOsRecord, ConfigRecord, Db, DeviceRecord, InfoRecord, LogAppend, LogLine,
+    MetricsSample, RegisterOutcome, RingMeta, Settings,
 };
 use crate::error::Result;
 
@@ -114,5 +114,14 @@ impl Store for Db {
         filter: &dyn Fn(&LogEntry) -> bool,
     ) -> Result<Vec<LogLine>> {
         Db::logs_tail(self, uuid, n, filter)
+    }
+    fn base_os_artifacts(&self) -> Result<Vec<BaseOsRecord>> {
+        Db::base_os_artifacts(self)
+    }
+    fn put_base_os(&self, record: &BaseOsRecord) -> Result<()> {
+        Db::put_base_os(self, record)
+    }
+    fn delete_base_os(&self, sha256: &str) -> Result<bool> {
+        Db::delete_base_os(self, sha256)
     }
 }

@@ -6,8 +6,8 @@ use outpost_api::cloud::LogEntry;
 
 use super::PgStore;
 use crate::db::{
-    AddOutcome, ConfigRecord, DeviceRecord, InfoRecord, LogAppend, LogLine, MetricsSample,
-    RegisterOutcome, RingMeta, Settings,
+    AddOutcome, BaseOsRecord, ConfigRecord, DeviceRecord, InfoRecord, LogAppend, LogLine,
+    MetricsSample, RegisterOutcome, RingMeta, Settings,
 };
 use crate::error::Result;
 use crate::store::{IssueCert, MakeConfig, Store};
@@ -112,5 +112,14 @@ impl Store for PgStore {
         let (mut lines, _) = self.pg_scan_logs(uuid, u64::MAX >> 1, true, n, filter)?;
         lines.reverse();
         Ok(lines)
+    }
+    fn base_os_artifacts(&self) -> Result<Vec<BaseOsRecord>> {
+        self.pg_base_os_artifacts()
+    }
+    fn put_base_os(&self, record: &BaseOsRecord) -> Result<()> {
+        self.pg_put_base_os(record)
+    }
+    fn delete_base_os(&self, sha256: &str) -> Result<bool> {
+        self.pg_delete_base_os(sha256)
     }
 }
