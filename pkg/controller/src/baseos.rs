@@ -36,6 +36,17 @@ use crate::state::{ConfigSet, Controller};
 
 /// The artifacts' directory under the state dir.
 pub const DIR: &str = "base-os";
+/// Body bytes read after a refused upload (so the client sees the answer).
+const DRAIN_BYTES: u64 = 64 << 20;
+/// Longest that takes.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// What `POST /v1/base-os/check` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishCheck {
+    /// The largest artifact taken, bytes.
+    pub max_bytes: u64,
+}
 
 /// Query of `POST /v1/base-os` (the body is the artifact).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -195,8 +206,43 @@ impl Controller {
         q: PublishQuery,
         body: Body,
     ) -> Result<Published, Failure> {
+        let mut stream = body.into_data_stream();
+        let out = self.publish_from(q, &mut stream).await;
+        if out.is_err() {
+            // Read what the client still sends (bounded), so it sees the
+            // answer instead of a reset connection.
+            let drain = async {
+                let mut left = DRAIN_BYTES;
+                while let Some(Ok(chunk)) = stream.next().await {
+                    left = left.saturating_sub(chunk.len() as u64);
+                    if left == 0 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        }
+        out
+    }
+
+    /// What `base-os publish` checks before it sends the artifact: the
+    /// query is refused as the upload would be; else the size limit.
+    pub async fn check_publish(self: &Arc<Self>, q: PublishQuery) -> Result<PublishCheck, Failure> {
         let plan = self.plan(&q)?;
-        let record = self.receive_artifact(&plan.version, body).await?;
+        self.check_configs(&q, &plan).await?;
+        Ok(PublishCheck {
+            max_bytes: self.limits.max_base_os_bytes,
+        })
+    }
+
+    async fn publish_from(
+        self: &Arc<Self>,
+        q: PublishQuery,
+        stream: &mut axum::body::BodyDataStream,
+    ) -> Result<Published, Failure> {
+        let plan = self.plan(&q)?;
+        self.check_configs(&q, &plan).await?;
+        let record = self.receive_artifact(&plan.version, stream).await?;
         let _ops = self.ops.lock().await;
         let sha = record.sha256.clone();
         let (url, configs, skipped) = {
@@ -219,6 +265,36 @@ impl Controller {
             configs,
             skipped,
         })
+    }
+
+    /// Named devices must have a config to add `base_os` to.
+    async fn check_configs(self: &Arc<Self>, q: &PublishQuery, plan: &Plan) -> Result<(), Failure> {
+        if !q.all {
+            let targets = plan.targets.clone();
+            self.blocking(move |c| {
+                let uuids: Vec<String> = targets.iter().map(|(u, _)| u.clone()).collect();
+                let with: HashSet<String> =
+                    c.db.configs_of(&uuids)?
+                        .into_iter()
+                        .map(|(u, _)| u)
+                        .collect();
+                let without: Vec<&str> = targets
+                    .iter()
+                    .filter(|(u, _)| !with.contains(u))
+                    .map(|(_, n)| n.as_str())
+                    .collect();
+                if without.is_empty() {
+                    return Ok(());
+                }
+                Err(ControllerError::Invalid(format!(
+                    "base-os publish refused, nothing stored: device(s) {} have no config yet: \
+                     set one with `device set-config` first",
+                    without.join(", ")
+                )))
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Bumps `base_os.retry` in the configs of the targeted devices (a
@@ -410,7 +486,7 @@ impl Controller {
     async fn receive_artifact(
         self: &Arc<Self>,
         version: &str,
-        body: Body,
+        body: &mut axum::body::BodyDataStream,
     ) -> Result<BaseOsRecord, Failure> {
         let dir = self.base_os_dir();
         tokio::fs::create_dir_all(&dir)
@@ -451,14 +527,13 @@ impl Controller {
     async fn stream_to(
         &self,
         path: &std::path::Path,
-        body: Body,
+        stream: &mut axum::body::BodyDataStream,
     ) -> Result<(String, u64), Failure> {
         let limit = self.limits.max_base_os_bytes;
         let io = |e: std::io::Error| Failure::internal(format!("writing {}: {e}", path.display()));
         let mut file = tokio::fs::File::create(path).await.map_err(io)?;
         let mut hash = Sha256::new();
         let mut size = 0u64;
-        let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk
                 .map_err(|e| Failure::bad_request(format!("reading the base OS artifact: {e}")))?;

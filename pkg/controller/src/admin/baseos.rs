@@ -1,7 +1,9 @@
 //! Admin routes of base OS publishing (`docs/api.md`, "Base OS"):
 //! `GET /v1/base-os`, `POST /v1/base-os?version=&devices=&all=&test_window=&fallback=`
 //! with the artifact as the body (no body limit here: the controller's
-//! `max_base_os_bytes` bounds it while it streams), `POST /v1/base-os/retry`.
+//! `max_base_os_bytes` bounds it while it streams), `POST /v1/base-os/check`
+//! with the same query and no body (what the CLI asks before it uploads),
+//! `POST /v1/base-os/retry`.
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::baseos::{ArtifactView, PublishQuery, Published, RetryRequest};
+use crate::baseos::{ArtifactView, PublishCheck, PublishQuery, Published, RetryRequest};
 use crate::reply::Failure;
 use crate::state::{ConfigSet, Controller};
 
@@ -21,6 +23,7 @@ pub fn routes() -> Router<Arc<Controller>> {
             "/v1/base-os",
             get(list).post(publish).layer(DefaultBodyLimit::disable()),
         )
+        .route("/v1/base-os/check", post(check))
         .route("/v1/base-os/retry", post(retry))
 }
 
@@ -34,6 +37,13 @@ async fn publish(
     body: Body,
 ) -> Result<Json<Published>, Failure> {
     Ok(Json(c.publish_base_os(q, body).await?))
+}
+
+async fn check(
+    State(c): State<Arc<Controller>>,
+    Query(q): Query<PublishQuery>,
+) -> Result<Json<PublishCheck>, Failure> {
+    Ok(Json(c.check_publish(q).await?))
 }
 
 async fn retry(

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use outpost_controller::admin::client::{encode, AdminClient};
-use outpost_controller::baseos::{ArtifactView, PublishQuery, Published, RetryRequest};
+use outpost_controller::baseos::{
+    ArtifactView, PublishCheck, PublishQuery, Published, RetryRequest,
+};
 use outpost_controller::state::ConfigSet;
 
 use super::format::table;
@@ -91,6 +93,20 @@ pub async fn run(client: &AdminClient, cmd: BaseOsCommand) -> Result<()> {
                 if let Some(v) = v {
                     path.push_str(&format!("&{k}={}", encode(v)));
                 }
+            }
+            let check: PublishCheck = client
+                .post(&path.replacen("/v1/base-os?", "/v1/base-os/check?", 1), &())
+                .await
+                .with_context(|| format!("{} not published", file.display()))?;
+            let size = std::fs::metadata(&file)
+                .with_context(|| format!("reading {}", file.display()))?
+                .len();
+            if size > check.max_bytes {
+                anyhow::bail!(
+                    "{} not published: it is {size} bytes, the controller takes at most {} (serve --base-os-max-bytes)",
+                    file.display(),
+                    check.max_bytes
+                );
             }
             let p: Published = client
                 .upload(&path, &file)
