@@ -12,6 +12,10 @@ use reqwest::{Response, StatusCode};
 use crate::error::{chain, CloudError};
 use crate::tls::client_config;
 
+#[path = "download.rs"]
+mod download;
+pub use download::Download;
+
 /// Most bytes read of a config envelope: the controller's 4 MiB document
 /// as JSON (escapes grow it) in base64 (× 4/3) plus the envelope. The
 /// controller refuses to sign a payload whose envelope would be larger.

@@ -22,7 +22,7 @@ pub mod verify;
 pub use backoff::Backoff;
 pub use batcher::Batcher;
 pub use bundle::Bundle;
-pub use client::{Client, Poll};
+pub use client::{Client, Download, Poll};
 pub use error::CloudError;
 pub use identity::{DeviceIdentity, IdentityStore};
 pub use logq::LogQueue;

@@ -139,7 +139,7 @@ impl Controller {
 
     /// (UUID, name) of the devices `keys` name, or of every device.
     fn targets(&self, keys: &[String], all: bool) -> Result<Vec<(String, String)>, Failure> {
-        if all == !keys.is_empty() {
+        if all != keys.is_empty() {
             return Err(Failure::bad_request(
                 "name the devices (--device) or --all, not both and not neither",
             ));

@@ -4,6 +4,7 @@
 //! (`/persist/status/boot-slot`: `slot <LABEL>` then its notes, e.g. a slot
 //! marked failed because its root did not mount).
 
+pub mod fetch;
 pub mod record;
 pub mod update;
 pub mod watchdog;

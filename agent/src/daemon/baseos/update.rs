@@ -22,8 +22,10 @@ use outpost_api::{BaseOsConfig, SwState};
 use outpost_baseos::{find_disk, read_slots, write_slots, Gpt, SlotState, SLOTS};
 use sha2::{Digest, Sha256};
 
+use super::fetch::open_source;
 use super::record::{Phase, Record};
 use crate::daemon::snapshot::Handle;
+use outpost_runtime::Layout;
 
 /// Agent starts on a slot under test before it is rolled back.
 pub const MAX_AGENT_STARTS: u32 = 3;
@@ -197,9 +199,9 @@ async fn run(handle: Handle, slot: String, notes: Vec<String>) -> Result<()> {
         tracing::info!(version = cfg.version, target = ?rec.target, "base OS: downloading");
         let target = other_slot(&slot).to_owned();
         let (p2, c2, t2) = (path.clone(), cfg.clone(), target.clone());
-        let mut r2 = rec.clone();
+        let (mut r2, l2) = (rec.clone(), handle.layout.clone());
         let outcome =
-            tokio::task::spawn_blocking(move || install(&p2, &mut r2, &c2, &t2).map(|()| r2))
+            tokio::task::spawn_blocking(move || install(&l2, &p2, &mut r2, &c2, &t2).map(|()| r2))
                 .await
                 .unwrap_or_else(|e| Err(anyhow::anyhow!("the install task failed: {e}")));
         match outcome {
@@ -298,7 +300,13 @@ async fn reboot() {
 }
 
 /// Download, verify, mark "updating" (blocking: runs on the blocking pool).
-fn install(path: &Path, rec: &mut Record, cfg: &BaseOsConfig, target: &str) -> Result<()> {
+fn install(
+    layout: &Layout,
+    path: &Path,
+    rec: &mut Record,
+    cfg: &BaseOsConfig,
+    target: &str,
+) -> Result<()> {
     let (disk, g) = open_gpt()?;
     let part = g.find(target)?;
     // Never leave a half-written slot bootable.
@@ -308,7 +316,7 @@ fn install(path: &Path, rec: &mut Record, cfg: &BaseOsConfig, target: &str) -> R
         .open(&disk)
         .with_context(|| format!("opening {}", disk.display()))?;
     out.seek(SeekFrom::Start(part.offset()))?;
-    let mut src = open_source(&cfg.url)?;
+    let mut src = open_source(&cfg.url, layout)?;
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut len = 0u64;
@@ -367,86 +375,6 @@ fn install(path: &Path, rec: &mut Record, cfg: &BaseOsConfig, target: &str) -> R
     rec.phase = Phase::Installed;
     rec.save(path)?;
     Ok(())
-}
-
-/// A blocking reader for `file:/path` or `http://host[:port]/path` (plain
-/// HTTP is safe: the digest comes from the signed config).
-fn open_source(url: &str) -> Result<Box<dyn Read + Send>> {
-    if let Some(p) = url.strip_prefix("file:") {
-        let f = std::fs::File::open(p).with_context(|| format!("opening {p}"))?;
-        return Ok(Box::new(f));
-    }
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url}: only http:// and file:/ URLs are fetched"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    let rt = tokio::runtime::Handle::current();
-    let body = rt.block_on(async {
-        let stream = tokio::time::timeout(IO_TIMEOUT, tokio::net::TcpStream::connect(&addr))
-            .await
-            .with_context(|| format!("connecting to {addr}: timed out"))?
-            .with_context(|| format!("connecting to {addr}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, authority)
-            .body(http_body_util::Empty::<hyper::body::Bytes>::new())?;
-        let resp = tokio::time::timeout(IO_TIMEOUT, sender.send_request(req))
-            .await
-            .with_context(|| format!("fetching {url}: no answer"))??;
-        if !resp.status().is_success() {
-            bail!("fetching {url}: {}", resp.status());
-        }
-        anyhow::Ok(resp.into_body())
-    })?;
-    Ok(Box::new(HttpBody {
-        rt,
-        body,
-        pending: hyper::body::Bytes::new(),
-    }))
-}
-
-/// How long a connect or a read of the image may stall.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
-
-struct HttpBody {
-    rt: tokio::runtime::Handle,
-    body: hyper::body::Incoming,
-    pending: hyper::body::Bytes,
-}
-
-impl Read for HttpBody {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use http_body_util::BodyExt;
-        while self.pending.is_empty() {
-            let frame = self
-                .rt
-                .block_on(tokio::time::timeout(IO_TIMEOUT, self.body.frame()))
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "the image download stalled")
-                })?;
-            match frame {
-                None => return Ok(0),
-                Some(f) => {
-                    if let Ok(data) = f.map_err(std::io::Error::other)?.into_data() {
-                        self.pending = data;
-                    }
-                }
-            }
-        }
-        let n = buf.len().min(self.pending.len());
-        buf[..n].copy_from_slice(&self.pending.split_to(n));
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

@@ -134,16 +134,23 @@ async fn http_and_file_sources_stream_the_whole_image() {
     ] {
         let got = tokio::task::spawn_blocking(move || {
             let mut v = Vec::new();
-            open_source(&url).unwrap().read_to_end(&mut v).unwrap();
+            open_source(&url, &Layout::new("/nonexistent"))
+                .unwrap()
+                .read_to_end(&mut v)
+                .unwrap();
             v
         })
         .await
         .unwrap();
         assert!(got == body, "{} bytes", got.len());
     }
-    let e = tokio::task::spawn_blocking(|| open_source("http://127.0.0.1:1/x").err().unwrap())
-        .await
-        .unwrap();
+    let e = tokio::task::spawn_blocking(|| {
+        open_source("http://127.0.0.1:1/x", &Layout::new("/nonexistent"))
+            .err()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert!(
         format!("{e:#}").contains("connecting to 127.0.0.1:1"),
         "{e:#}"
