@@ -32,12 +32,14 @@ image: deps
 ## image-test: build the image and boot it in QEMU: local config, checkpoint,
 ## then onboarding to outpost-controller (linuxkit/mkimage/tests/boot.rs), and
 ## A/B slot selection, fallback and the watchdog (tests/slots.rs), a base OS
-## update committed and a bad one rolled back (tests/update.rs), 3 power cuts
+## update committed and a bad one rolled back (tests/update.rs), one published
+## with outpost-controller base-os publish committed, then one rolled back
+## while the controller is unreachable (tests/publish.rs), 3 power cuts
 ## during an update (tests/cuts.rs); #[ignore]d tests that run only here. KVM where a KVM guest prints on its
 ## console, else TCG; OUTPOST_QEMU_ACCEL=kvm|tcg forces one.
 image-test: deps
 	cargo build --release -p outpost-agent -p memlogd -p outpost-baseos -p outpost-controller
-	cargo test --release -p outpost-mkimage --test boot --test slots --test update --test cuts -- --include-ignored --nocapture
+	cargo test --release -p outpost-mkimage --test boot --test slots --test update --test publish --test cuts -- --include-ignored --nocapture
 
 ## bench: every benchmark, each printing Outpost beside a same-run baseline
 bench: deps

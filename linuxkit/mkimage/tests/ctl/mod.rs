@@ -30,6 +30,7 @@ impl ControllerProcess {
         if state.exists() {
             std::fs::remove_dir_all(&state)?;
         }
+        let _ = std::fs::remove_file(dir.join("controller.log"));
         let (ip, gport) = GUEST_ADDR;
         let out = Command::new(bin)
             .arg("--state")
@@ -48,32 +49,29 @@ impl ControllerProcess {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let log = std::fs::File::create(dir.join("controller.log"))?;
-        let serve = Command::new(bin)
-            .arg("--state")
-            .arg(&state)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        let c = ControllerProcess {
+        let serve = spawn_serve(bin, &state, port)?;
+        Ok(ControllerProcess {
             bin: bin.to_owned(),
             state,
             port,
             serve,
-        };
-        let t0 = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if t0.elapsed() > Duration::from_secs(30) {
-                bail!(
-                    "outpost-controller serve is not listening on 127.0.0.1:{port}; see {}",
-                    dir.join("controller.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(c)
+        })
+    }
+
+    /// Stops `serve`: the guest's connections to it are refused until
+    /// [`ControllerProcess::restart`].
+    #[allow(dead_code, reason = "tests/publish.rs uses it, tests/boot.rs does not")]
+    pub fn stop(&mut self) {
+        let _ = self.serve.kill();
+        let _ = self.serve.wait();
+    }
+
+    /// `serve` again on the same state and port.
+    #[allow(dead_code, reason = "tests/publish.rs uses it, tests/boot.rs does not")]
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.serve = spawn_serve(&self.bin, &self.state, self.port)?;
+        Ok(())
     }
 
     /// The /config bundle `init` wrote.
@@ -118,6 +116,37 @@ impl ControllerProcess {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
+}
+
+/// `serve` on `state` (it listens where `init` said), its output appended
+/// to `controller.log` beside the state; waits until it listens.
+fn spawn_serve(bin: &Path, state: &Path, port: u16) -> Result<Child> {
+    let log_path = state.with_file_name("controller.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut serve = Command::new(bin)
+        .arg("--state")
+        .arg(state)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            bail!(
+                "outpost-controller serve is not listening on 127.0.0.1:{port}; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(serve)
 }
 
 impl Drop for ControllerProcess {
