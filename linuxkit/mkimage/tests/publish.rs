@@ -52,7 +52,9 @@ fn wait_reported(
             return Ok(b);
         }
         if t0.elapsed() > timeout {
-            bail!("the controller never saw the expected base OS state within {timeout:?}; last: {b}");
+            bail!(
+                "the controller never saw the expected base OS state within {timeout:?}; last: {b}"
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -113,7 +115,12 @@ fn published_update_commits_and_an_unreachable_controller_rolls_back() -> Result
     let name = ctl.wait_for_device(Duration::from_secs(240))?;
     let yaml = tempfile::NamedTempFile::new()?;
     std::fs::write(yaml.path(), DEVICE_YAML)?;
-    ctl.admin(&["device", "set-config", &name, &yaml.path().to_string_lossy()])?;
+    ctl.admin(&[
+        "device",
+        "set-config",
+        &name,
+        &yaml.path().to_string_lossy(),
+    ])?;
     let t_publish = Instant::now();
     publish(&ctl, &good, "2", &name)?;
     vm.wait_exit(Duration::from_secs(600))
@@ -134,7 +141,10 @@ fn published_update_commits_and_an_unreachable_controller_rolls_back() -> Result
     if !v.contains("base OS slot IMGB") {
         bail!("boot 2: not on IMGB:\n{v}");
     }
-    vm.ok("outpost list | grep -q '^hello .*RUNNING'", Duration::from_secs(30))?;
+    vm.ok(
+        "outpost list | grep -q '^hello .*RUNNING'",
+        Duration::from_secs(30),
+    )?;
     let b = wait_reported(&ctl, &name, Duration::from_secs(150), |b| {
         b["update"] == "COMMITTED" && b["slot"] == "IMGB"
     })?;

@@ -156,3 +156,44 @@ async fn http_and_file_sources_stream_the_whole_image() {
         "{e:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_is_fetched_only_from_the_devices_own_controller() {
+    let d = tempfile::tempdir().unwrap();
+    let layout = Layout::new(d.path());
+    let l2 = layout.clone();
+    let e = tokio::task::spawn_blocking(move || {
+        open_source("https://10.0.2.100:8443/api/v1/base-os/x", &l2)
+            .err()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(format!("{e:#}").contains("names none"), "{e:#}");
+    std::fs::create_dir_all(layout.config_dir()).unwrap();
+    std::fs::write(layout.config_dir().join("server"), "10.0.2.100:8443\n").unwrap();
+    std::fs::write(layout.config_dir().join("root-certificate.pem"), "x").unwrap();
+    let l2 = layout.clone();
+    let e = tokio::task::spawn_blocking(move || {
+        open_source("https://elsewhere:443/img", &l2).err().unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("only from this device's controller (10.0.2.100:8443)"),
+        "{text}"
+    );
+    let e = tokio::task::spawn_blocking(move || {
+        open_source("https://10.0.2.100:8443/api/v1/base-os/x", &layout)
+            .err()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("has not registered with 10.0.2.100:8443"),
+        "{text}"
+    );
+}
