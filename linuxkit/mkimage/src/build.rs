@@ -1,6 +1,8 @@
 //! `outpost-mkimage build`: definition → `vmlinuz`, `initrd.img`,
 //! `rootfs.squashfs`, `disk.img` and `cmdline` in one output directory,
-//! with a report of what went in and how big it is.
+//! with a report of what went in and how big it is. `rootfs.squashfs` is
+//! also the base OS update artifact (`outpost-controller base-os publish`);
+//! `rootfs.squashfs.sha256` holds its digest (`sha256sum` format).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -100,6 +102,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     let binaries = strip_and_measure(&root.tree, &staged)?;
     let squashfs = out.join("rootfs.squashfs");
     disk::squashfs(&staged, &squashfs)?;
+    let digest = sha256_file(&squashfs)?;
+    disk::write_text(
+        &out.join("rootfs.squashfs.sha256"),
+        &format!("{digest}  rootfs.squashfs\n"),
+    )?;
 
     let busybox = deb::owned_file("busybox-static", Path::new("/bin/busybox"))?;
     let slot_tool = opts.release_dir.join(initramfs::SLOT_TOOL);
@@ -140,6 +147,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         partitions,
         elapsed: started.elapsed(),
     })
+}
+
+/// sha256 of a file, lowercase hex.
+fn sha256_file(p: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(p).map_err(Error::io("opening", p))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(Error::io("reading", p))?;
+    Ok(hex::encode(h.finalize()))
 }
 
 /// Strips (with binutils' `strip`) any executable or library of the staged
