@@ -51,7 +51,7 @@ pub fn written_generation(text: &str) -> Option<u64> {
 
 /// The shared bounded loader (size, nodes, depth and alias expansion
 /// bounded before any value is built; duplicate keys refused).
-fn load(text: &str) -> Result<Value, String> {
+pub(crate) fn load(text: &str) -> Result<Value, String> {
     let limits = outpost_api::yaml::Limits {
         max_bytes: MAX_DOCUMENT_BYTES,
         ..outpost_api::yaml::LIMITS

@@ -168,6 +168,14 @@ async fn publish_stores_bounds_serves_and_signs_the_base_os() {
     assert_eq!(sets[0].generation, 3);
     assert_eq!(polled_base_os(&h, &d1).await["retry"], 1);
 
+    // set-config without `base_os` keeps it.
+    h.controller().set_config("d1", doc(1)).await.unwrap();
+    let b = polled_base_os(&h, &d1).await;
+    assert_eq!(
+        (b["sha256"].as_str(), b["retry"].as_u64()),
+        (Some(sha_a.as_str()), Some(1))
+    );
+
     // --all: d3 (no config) skipped; the retry counter is kept.
     let (fb, _, sha_b) = artifact(2, 1000);
     let p = publish(&admin, &fb, "version=3&all=true").await.unwrap();
@@ -220,4 +228,17 @@ async fn publish_stores_bounds_serves_and_signs_the_base_os() {
         hex::encode(Sha256::digest(resp.bytes().await.unwrap())),
         sha_c
     );
+
+    // set-config --all keeps each device's own; d3 gets none.
+    h.controller().set_config_all(doc(1)).await.unwrap();
+    assert_eq!(polled_base_os(&h, &d1).await["sha256"], sha_c.as_str());
+    assert_eq!(polled_base_os(&h, &d2).await["sha256"], sha_b.as_str());
+    // `base_os: null` removes it: B is named by no config now.
+    h.controller()
+        .set_config("d2", format!("base_os: null\n{}", doc(1)))
+        .await
+        .unwrap();
+    assert!(polled_base_os(&h, &d2).await.is_null());
+    let list: Vec<ArtifactView> = admin.get("/v1/base-os").await.unwrap();
+    assert!(list[0].devices.is_empty(), "{list:?}");
 }

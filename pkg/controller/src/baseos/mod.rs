@@ -7,6 +7,9 @@
 //! as `base_os` (URL on this controller, sha256, version, test window), so
 //! it is signed like the rest of the config and pushed by long-poll.
 //!
+//! `device set-config` keeps the current `base_os` when the new document
+//! has no `base_os` key ([`carry_base_os`]; `base_os: null` removes it).
+//!
 //! Bounded: an artifact above [`crate::Limits::max_base_os_bytes`] is
 //! refused while it streams in, and at most [`crate::Limits::base_os_kept`]
 //! are kept: publishing another deletes the oldest that no config names,
@@ -392,6 +395,24 @@ impl Controller {
         out.sort_by(|a, b| a.1.cmp(&b.1));
         Ok((out, skipped))
     }
+}
+
+/// `text` with the `base_os` of the device's current config carried over
+/// (as JSON text), when `text` has no `base_os` key and the current config
+/// has one: `set-config` keeps what `base-os publish` set, and
+/// `base_os: null` removes it. `None`: sign `text` as it is.
+pub(crate) fn carry_base_os(
+    text: &str,
+    current: Option<&crate::db::ConfigRecord>,
+) -> Option<String> {
+    let base_os = current?.document.get("base_os").filter(|b| !b.is_null())?;
+    let mut doc = crate::document::load(text).ok()?;
+    let top = doc.as_object_mut()?;
+    if top.contains_key("base_os") {
+        return None;
+    }
+    top.insert("base_os".into(), base_os.clone());
+    Some(doc.to_string())
 }
 
 impl Plan {

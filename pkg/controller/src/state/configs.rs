@@ -124,6 +124,8 @@ impl Controller {
         let uuid = record.uuid.clone();
         let stored = self
             .blocking(move |c| {
+                let old = c.db.config(&uuid)?;
+                let text = crate::baseos::carry_base_os(&text, old.as_ref()).unwrap_or(text);
                 crate::store::set_config(&*c.db, &uuid, &mut |u, g| make_record(c, u, &text, g))
             })
             .await?;
@@ -159,7 +161,12 @@ impl Controller {
         let uuids: Vec<String> = devices.iter().map(|(u, _)| u.clone()).collect();
         let stored = self
             .blocking(move |c| {
-                c.db.set_configs(&uuids, &mut |uuid, g| make_record(c, uuid, &text, g))
+                let old: std::collections::HashMap<String, ConfigRecord> =
+                    c.db.configs_of(&uuids)?.into_iter().collect();
+                c.db.set_configs(&uuids, &mut |uuid, g| {
+                    let carried = crate::baseos::carry_base_os(&text, old.get(uuid));
+                    make_record(c, uuid, carried.as_deref().unwrap_or(&text), g)
+                })
             })
             .await?;
         let mut out = Vec::with_capacity(stored.len());
