@@ -41,6 +41,7 @@
 //! | `admin.sock` | admin API (0600), present while `serve` runs |
 //! | `admin-tokens.json` | HTTPS admin API tokens: names and SHA-256 only (0600) |
 //! | `admin.cert.pem`, `admin.key.pem` | certificate of `serve --admin-listen`, issued by the CA on first use |
+//! | `base-os/` | published base OS images, `<sha256>.squashfs` ([`baseos`]) |
 //! | `device-config/` | default bundle dir: `server`, `root-certificate.pem`, `onboard.cert.pem`, `onboard.key.pem` |
 //!
 //! Keys are 0600 and the directory 0700. Each file is read when `serve`
