@@ -21,6 +21,7 @@ use crate::runsc;
 use crate::spec::{self, DataVolume, NetworkSpec, SpecInput};
 use crate::task::{
     self, ContainerRequest, ExecOutput, RuncOptions, StopOutcome, TaskMetrics, TaskState,
+    TaskStatus,
 };
 use crate::volume;
 
@@ -70,6 +71,9 @@ pub struct CreatedApp {
     pub pid: u32,
     /// Whether a VNC password is in effect (never the password).
     pub vnc_password_set: bool,
+    /// The task's status: `Created` when this call made it, whatever it was
+    /// when the task already existed (the call is idempotent).
+    pub status: TaskStatus,
 }
 
 /// Drives apps in the user containerd.
@@ -205,6 +209,7 @@ impl Runtime {
                 volume_dir: dir,
                 pid: state.pid,
                 vnc_password_set,
+                status: state.status,
             });
         }
         let mut owner = HashMap::new();
@@ -281,6 +286,7 @@ impl Runtime {
             volume_dir: dir,
             pid,
             vnc_password_set,
+            status: TaskStatus::Created,
         })
     }
 
