@@ -127,7 +127,10 @@ pub fn check(
 /// every 30 s covers file systems without inotify.
 pub fn watch_file(path: PathBuf, tx: mpsc::Sender<RawConfig>) -> tokio::task::JoinHandle<()> {
     use notify::{RecursiveMode, Watcher};
-    let (ev_tx, mut ev_rx) = mpsc::channel::<()>(8);
+    // `true`: the event says the file is complete (renamed into place or
+    // closed after writing), so it is read at once; other changes wait for
+    // the debounce.
+    let (ev_tx, mut ev_rx) = mpsc::channel::<bool>(8);
     let dir = path
         .parent()
         .map(Path::to_path_buf)
@@ -136,7 +139,7 @@ pub fn watch_file(path: PathBuf, tx: mpsc::Sender<RawConfig>) -> tokio::task::Jo
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
             if ev.paths.is_empty() || ev.paths.iter().any(|p| p.file_name() == name.as_deref()) {
-                let _ = ev_tx.try_send(());
+                let _ = ev_tx.try_send(settled(&ev.kind));
             }
         }
     });
@@ -181,7 +184,11 @@ pub fn watch_file(path: PathBuf, tx: mpsc::Sender<RawConfig>) -> tokio::task::Jo
             // Debounce: editors write in several steps (a write that still
             // lands in between is seen at the next event).
             tokio::select! {
-                _ = ev_rx.recv() => tokio::time::sleep(DEBOUNCE).await,
+                Some(done) = ev_rx.recv() => {
+                    if !done {
+                        tokio::time::sleep(DEBOUNCE).await;
+                    }
+                }
                 _ = tokio::time::sleep(Duration::from_secs(30)) => {}
             }
             while ev_rx.try_recv().is_ok() {}
@@ -189,9 +196,41 @@ pub fn watch_file(path: PathBuf, tx: mpsc::Sender<RawConfig>) -> tokio::task::Jo
     })
 }
 
+/// Whether `kind` says the file is complete: renamed into place (the
+/// usual atomic write) or closed after a write. Such an event is read at
+/// once; a bare modification is debounced.
+fn settled(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    use notify::EventKind;
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_rename_into_place_or_a_close_after_writing_skips_the_debounce() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RenameMode,
+        };
+        use notify::EventKind as K;
+        for (kind, want) in [
+            (K::Modify(ModifyKind::Name(RenameMode::To)), true),
+            (K::Modify(ModifyKind::Name(RenameMode::Both)), true),
+            (K::Access(AccessKind::Close(AccessMode::Write)), true),
+            (K::Modify(ModifyKind::Data(DataChange::Any)), false),
+            (K::Modify(ModifyKind::Name(RenameMode::From)), false),
+            (K::Create(CreateKind::File), false),
+            (K::Access(AccessKind::Close(AccessMode::Read)), false),
+        ] {
+            assert_eq!(settled(&kind), want, "{kind:?}");
+        }
+    }
 
     fn raw(text: &str) -> RawConfig {
         RawConfig {
