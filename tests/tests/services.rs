@@ -203,8 +203,10 @@ fn with_system(mut env: AgentEnv, sys: &System, declared: &[&str], extra: &[&str
             sys.socket.to_str().unwrap(),
             "--services-manifest",
             manifest.to_str().unwrap(),
+            // Exits and starts must be seen through the task events: the
+            // periodic observation is out of reach of every test's deadline.
             "--service-poll-ms",
-            "100",
+            "600000",
         ]
         .iter()
         .chain(extra)
