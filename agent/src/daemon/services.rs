@@ -191,7 +191,7 @@ impl Supervisor {
         // A changed manifest (an image update, a developer's edit) is read
         // at once; its content is read again by the pass.
         let (manifest_tx, mut manifest_changed) = mpsc::channel(1);
-        let _watch = super::source::watch_file(self.opts.manifest.clone(), manifest_tx);
+        let _watch = super::file_watch::watch(self.opts.manifest.clone(), manifest_tx, drop);
         loop {
             let next = self.pass().await;
             let poll = if self.client.is_some() {
