@@ -19,10 +19,13 @@
 pub mod baseos;
 pub mod cloud;
 pub mod config;
+pub mod duration_text;
 pub mod network;
 pub mod parse;
+mod problem;
 pub mod reference;
 pub mod registry;
+mod secret;
 pub mod service;
 pub mod status;
 #[cfg(test)]
