@@ -70,6 +70,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod certs;
 pub mod console;
 pub mod db;
 pub mod document;

@@ -37,6 +37,10 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/api/v1/devices/{uuid}/info", post(info))
         .route("/api/v1/devices/{uuid}/metrics", post(metrics))
         .route("/api/v1/devices/{uuid}/logs", post(logs))
+        .route(
+            "/api/v1/devices/{uuid}/cert",
+            post(crate::certs::renew_handler),
+        )
         .fallback(not_found)
         .with_state(controller)
 }

@@ -63,6 +63,12 @@ impl DeviceSlot {
         self.deleted.load(Ordering::Relaxed)
     }
 
+    /// Whether an operator revoked the device (checked on every request
+    /// and after every wake-up of a long-poll).
+    pub fn is_revoked(&self) -> bool {
+        self.record.lock().unwrap().revoked_at.is_some()
+    }
+
     /// A copy of the record.
     pub fn record(&self) -> DeviceRecord {
         self.record.lock().unwrap().clone()
@@ -127,6 +133,8 @@ pub struct Controller {
     pub(crate) ops: tokio::sync::Mutex<()>,
     /// Becomes `true` when the server shuts down (long-polls answer at once).
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Device certificate lifetime and the clock of validity decisions.
+    pub certs: crate::certs::CertPolicy,
 }
 
 impl std::fmt::Debug for Controller {
@@ -185,6 +193,7 @@ impl Controller {
             by_fingerprint: RwLock::new(HashMap::new()),
             ops: tokio::sync::Mutex::new(()),
             shutdown: watch::Sender::new(false),
+            certs: crate::certs::CertPolicy::default(),
         };
         for record in me.db.devices()? {
             me.insert_slot(record);
@@ -196,6 +205,12 @@ impl Controller {
             }
         }
         Ok(me)
+    }
+
+    /// Uses `policy` for device certificates (lifetime, clock).
+    pub fn with_cert_policy(mut self, policy: crate::certs::CertPolicy) -> Self {
+        self.certs = policy;
+        self
     }
 
     /// The state directory.
@@ -238,7 +253,12 @@ impl Controller {
         let mut devices = self.devices.write().unwrap();
         match devices.get(&record.uuid) {
             Some(slot) => {
+                let revoked_now = record.revoked_at.is_some() && !slot.is_revoked();
                 *slot.record.lock().unwrap() = record;
+                if revoked_now {
+                    // wake its long-polls: they answer 403
+                    slot.config.send_modify(|_| {});
+                }
                 slot.clone()
             }
             None => {
@@ -302,6 +322,10 @@ impl Controller {
                         "device {own} may not access device {uuid}"
                     )));
                 }
+                if slot.is_revoked() {
+                    Stats::bump(&self.stats.revoked_refused);
+                    return Err(revoked_failure(&slot));
+                }
                 slot.touch();
                 Ok(slot)
             }
@@ -353,8 +377,24 @@ impl Controller {
         }
     }
 
+    /// Counts a request refused because its device is revoked.
+    pub fn count_revoked(&self) {
+        Stats::bump(&self.stats.revoked_refused);
+    }
+
     /// Tells long-polls and followers to answer now: the server is stopping.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
     }
+}
+
+/// The 403 of a revoked device.
+pub fn revoked_failure(slot: &DeviceSlot) -> Failure {
+    let r = slot.record();
+    Failure::forbidden(format!(
+        "device {} ({}) was revoked at {} by the operator; its certificates are no longer accepted",
+        r.name,
+        r.uuid,
+        r.revoked_at.as_deref().unwrap_or("?")
+    ))
 }
