@@ -59,6 +59,10 @@ enum Command {
         /// redb file; any number of `serve` replicas may share it.
         #[arg(long, env = "OUTPOST_CONTROLLER_DATABASE")]
         database: Option<String>,
+        /// Lifetime of the device certificates issued from now on
+        /// (`1h`, `30d`, `1y`, …); devices renew at about 2/3 of it.
+        #[arg(long, default_value = "1y", value_parser = outpost_controller::certs::parse_duration)]
+        device_cert_lifetime: std::time::Duration,
     },
     /// Admin API tokens for `serve --admin-listen` (works on the state dir).
     Token {
@@ -129,11 +133,13 @@ impl Command {
                 open_onboarding,
                 admin_listen,
                 database,
+                device_cert_lifetime,
             } => cli::Action::Serve {
                 listen,
                 open_onboarding,
                 admin_listen,
                 database,
+                device_cert_lifetime,
             },
             Command::Token { command } => cli::Action::Token(command),
             Command::Device { command } => cli::Action::Device(command),
