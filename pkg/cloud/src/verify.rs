@@ -5,7 +5,8 @@
 
 use base64::Engine as _;
 use outpost_api::cloud::{ConfigPayload, SignedEnvelope, ALG_ECDSA_P256_SHA256};
-use rustls::pki_types::{CertificateDer, UnixTime};
+use outpost_api::Clock;
+use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
 use crate::error::CloudError;
@@ -30,14 +31,21 @@ pub struct Opened {
 pub struct Verifier {
     roots: Vec<CertificateDer<'static>>,
     signing: Option<(CertificateDer<'static>, String)>,
+    clock: Clock,
 }
 
 impl Verifier {
     /// Trusting only `root_pem`.
     pub fn new(root_pem: &[u8]) -> Result<Self, CloudError> {
+        Self::with_clock(root_pem, Clock::system())
+    }
+
+    /// Trusting only `root_pem`, checking validity at `clock`'s time.
+    pub fn with_clock(root_pem: &[u8], clock: Clock) -> Result<Self, CloudError> {
         Ok(Verifier {
             roots: certs_from_pem(root_pem, "root certificate")?,
             signing: None,
+            clock,
         })
     }
 
@@ -73,7 +81,7 @@ impl Verifier {
             crate::tls::provider().signature_verification_algorithms.all,
             &anchors,
             &[],
-            UnixTime::now(),
+            crate::tls::unix_time(&self.clock),
             webpki::KeyUsage::required(EKU_CODE_SIGNING),
             None,
             None,

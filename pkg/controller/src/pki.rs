@@ -52,11 +52,12 @@ impl Validity {
         Self::starting(OffsetDateTime::now_utc(), Duration::days(days))
     }
 
-    /// From an hour before `now` (for devices whose clock is a bit behind)
-    /// to `lifetime` after it.
+    /// From a little before `now` (an hour, or a quarter of a shorter
+    /// lifetime: for devices whose clock is a bit behind) to `lifetime`
+    /// after it.
     pub fn starting(now: OffsetDateTime, lifetime: Duration) -> Self {
         Validity {
-            not_before: now - BACKDATE,
+            not_before: now - BACKDATE.min(lifetime / 4),
             not_after: now + lifetime,
         }
     }

@@ -80,3 +80,28 @@ impl ClientCertVerifier for ClockedClientVerifier {
         self.inner.supported_verify_schemes()
     }
 }
+
+/// `not_after` (Unix seconds) of a certificate, `None` if it does not parse
+/// (the TLS verifier accepted it, so that does not happen for a client
+/// certificate).
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    x509_parser::parse_x509_certificate(cert.as_ref())
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp())
+}
+
+/// The 401 for a request whose client certificate (valid at the handshake)
+/// has expired since, by `clock`.
+pub fn expired_failure(not_after: Option<i64>, clock: &Clock) -> Option<crate::reply::Failure> {
+    let t = not_after?;
+    let now = i64::try_from(clock.unix_secs()).unwrap_or(i64::MAX);
+    (now > t).then(|| {
+        let when = time::OffsetDateTime::from_unix_timestamp(t)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_else(|| t.to_string());
+        crate::reply::Failure::unauthorized(format!(
+            "the client certificate expired at {when}; a device re-registers with the onboarding certificate (docs/certificates.md)"
+        ))
+    })
+}
