@@ -7,94 +7,12 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
+use common::sim::{onboarding, SimDevice};
 use common::{doc, Harness};
-use outpost_api::cloud::RegisterRequest;
 use outpost_api::Clock;
-use outpost_cloud::renew::{self, CertValidity};
-use outpost_cloud::{Client, ClientOptions, CloudError, DeviceIdentity, IdentityStore, Poll, Verifier};
+use outpost_cloud::renew;
+use outpost_cloud::{Client, Poll, Verifier};
 use outpost_controller::layout;
-
-/// A simulated device: its `/persist/certs`, identity and client.
-struct SimDevice {
-    ids: IdentityStore,
-    id: DeviceIdentity,
-    client: Client,
-    serial: String,
-    etag: Option<String>,
-    renewals: u64,
-}
-
-fn options(clock: &Clock) -> ClientOptions {
-    ClientOptions {
-        clock: clock.clone(),
-        // a TLS handshake (a validity check on both sides) on every request
-        reuse_connections: false,
-    }
-}
-
-/// A client presenting the onboarding certificate of the harness.
-fn onboarding(h: &Harness, clock: &Clock) -> Client {
-    Client::with_options(
-        &h.addr.to_string(),
-        h.file(layout::CA_CERT).as_bytes(),
-        Some((
-            h.file(layout::ONBOARD_CERT).as_bytes(),
-            h.file(layout::ONBOARD_KEY).as_bytes(),
-        )),
-        options(clock),
-    )
-    .unwrap()
-}
-
-impl SimDevice {
-    /// Adds `name` to the onboarding list and registers it like the agent.
-    async fn onboard(h: &Harness, clock: &Clock, dir: &std::path::Path, name: &str) -> SimDevice {
-        let serial = format!("sn-{name}");
-        h.controller().add_device(name, &serial).await.unwrap();
-        let ids = IdentityStore::new(dir.join(name));
-        let server = h.addr.to_string();
-        let resp = onboarding(h, clock)
-            .register(&RegisterRequest {
-                serial: serial.clone(),
-                csr_pem: ids.csr_pem(&serial).unwrap(),
-            })
-            .await
-            .unwrap();
-        let id = ids.save(&server, &resp).unwrap();
-        let client = Client::with_options(
-            &server,
-            h.file(layout::CA_CERT).as_bytes(),
-            Some((&id.cert_pem, &id.key_pem)),
-            options(clock),
-        )
-        .unwrap();
-        SimDevice {
-            ids,
-            id,
-            client,
-            serial,
-            etag: None,
-            renewals: 0,
-        }
-    }
-
-    fn validity(&self) -> CertValidity {
-        CertValidity::of_pem(&self.id.cert_pem).unwrap()
-    }
-
-    /// One config fetch (no wait): `Ok` when the controller answered.
-    async fn poll(&mut self) -> Result<(), CloudError> {
-        match self
-            .client
-            .poll_config(&self.id.uuid, self.etag.as_deref(), Duration::ZERO)
-            .await?
-        {
-            Poll::Changed { etag, .. } => self.etag = etag,
-            Poll::NotModified | Poll::Empty => {}
-        }
-        Ok(())
-    }
-}
 
 /// The acceptance test: three devices with 1-hour certificates over a
 /// simulated 30 days in 20-minute steps. At every step each device renews
@@ -206,4 +124,95 @@ async fn one_hour_certificates_over_a_simulated_month_stay_online() {
         h.controller().stats.certs_renewed.load(std::sync::atomic::Ordering::Relaxed),
         devices.iter().map(|d| d.renewals).sum::<u64>()
     );
+}
+
+/// Offline past expiry: the device's certificate has expired (its calls
+/// are refused); it registers again with the onboarding certificate and its
+/// existing key, gets a fresh certificate for the same UUID and key, and is
+/// back online. Another key for the same serial stays refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_offline_past_expiry_reauthenticates_with_the_onboarding_certificate() {
+    let clock = Clock::manual(SystemTime::now());
+    let h = Harness::start_opts(|o| {
+        o.certs.clock = clock.clone();
+        o.certs.device_lifetime = Duration::from_secs(3600);
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = SimDevice::onboard(&h, &clock, dir.path(), "wanderer").await;
+    h.controller().set_config("wanderer", doc(1)).await.unwrap();
+    d.poll().await.unwrap();
+    let key_before = d.id.key_pem.clone();
+
+    clock.advance(Duration::from_secs(3 * 3600)); // offline for 3 hours
+    assert!(renew::expired(&d.id, &clock));
+    let e = d.poll().await.expect_err("an expired certificate is refused");
+    eprintln!("expired certificate: {e}");
+    let e = renew::renew(&d.client, &d.ids, &d.id, false)
+        .await
+        .expect_err("an expired certificate cannot renew itself");
+    eprintln!("renewal with it: {e}");
+
+    let server = h.addr.to_string();
+    let id = renew::reauthenticate(&onboarding(&h, &clock), &d.client, &d.ids, &server, &d.serial)
+        .await
+        .unwrap();
+    assert_eq!(id.uuid, d.id.uuid, "same device");
+    assert_eq!(id.key_pem, key_before, "same key");
+    assert!(!renew::expired(&id, &clock));
+    d.id = id;
+    d.etag = None;
+    d.poll().await.expect("back online");
+    assert_eq!(
+        d.ids.load(&server).unwrap().unwrap().cert_pem,
+        d.id.cert_pem,
+        "the fresh certificate is saved"
+    );
+
+    // the onboarding path does not let another key take the device over
+    let other = rcgen::KeyPair::generate().unwrap();
+    let (status, body) = h.register_raw(&d.serial, &other).await;
+    assert_eq!(status, 409, "{body}");
+}
+
+/// Renewal with a new key: the key file is replaced atomically (0600, no
+/// pending file left), the old key's certificates stop counting, the new
+/// one works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_with_a_new_key_replaces_the_key_and_retires_the_old_certificates() {
+    use std::os::unix::fs::PermissionsExt;
+    let clock = Clock::system();
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = SimDevice::onboard(&h, &clock, dir.path(), "rekey").await;
+    let old = d.id.clone();
+    d.id = renew::renew(&d.client, &d.ids, &d.id, true).await.unwrap();
+    assert_ne!(d.id.key_pem, old.key_pem);
+    let key_file = d.ids.dir().join(outpost_cloud::identity::DEVICE_KEY);
+    assert_eq!(std::fs::read(&key_file).unwrap(), d.id.key_pem);
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!d.ids.dir().join(renew::DEVICE_KEY_NEXT).exists());
+    d.poll().await.expect("the new certificate works");
+    let stale = Client::new(
+        &h.addr.to_string(),
+        h.file(layout::CA_CERT).as_bytes(),
+        Some((&old.cert_pem, &old.key_pem)),
+    )
+    .unwrap();
+    let e = stale
+        .poll_config(&old.uuid, None, Duration::ZERO)
+        .await
+        .expect_err("the old key's certificate is retired");
+    assert!(e.to_string().contains("401"), "{e}");
+    // a crash after the certificate was saved but before the key rename
+    // is finished on the next load
+    let next = d.ids.dir().join(renew::DEVICE_KEY_NEXT);
+    std::fs::rename(&key_file, &next).unwrap();
+    std::fs::write(&key_file, &old.key_pem).unwrap();
+    let loaded = d.ids.load(&h.addr.to_string()).unwrap().unwrap();
+    assert_eq!(loaded.key_pem, d.id.key_pem);
+    assert!(!next.exists());
 }

@@ -24,6 +24,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::oneshot;
 
 pub mod replica;
+pub mod sim;
 
 /// A running controller.
 pub struct Harness {
