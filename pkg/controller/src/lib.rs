@@ -48,12 +48,15 @@
 //! by the same CA with [`pki::Ca::issue`], say) and restart the server.
 //!
 //! # Current limitations
-//! * No certificate revocation list: deleting a device is what revokes its
-//!   certificates (they get 401). A device may hold up to four valid
-//!   certificates for its key at once (each registration issues one).
-//! * No key rotation command: the CA, server, signing and onboarding
-//!   certificates live 10 years; device certificates one year, renewed by
-//!   registering again with the same key.
+//! * Device certificates (`docs/certificates.md`, [`certs`]): the agent
+//!   renews at 2/3 of their lifetime (`serve --device-cert-lifetime`,
+//!   default one year), re-registers with the onboarding certificate after
+//!   expiry; `device revoke` refuses a device on every request and replica.
+//!   There is no CRL/OCSP: revocation lives in the store, which every
+//!   replica reads. A device may hold up to four valid certificates for
+//!   its key at once.
+//! * No rotation command for the CA, server and onboarding certificates
+//!   (10 years).
 //! * Every upload is its own durable (fsync) transaction; with many
 //!   devices sending small log batches the disk's fsync rate is the bound.
 //! * On PostgreSQL, `device logs -f` is woken by uploads stored through the
