@@ -252,6 +252,39 @@ impl Client {
         Ok(c.signing_cert_pem)
     }
 
+    /// `GET /certs/<fingerprint>`: a signing certificate an envelope names
+    /// (current, or retired by a rotation and still inside its overlap).
+    pub async fn signing_cert_by_fingerprint(&self, fp: &str) -> Result<String, CloudError> {
+        let what = format!("GET /certs/{fp}");
+        let r = self
+            .http()
+            .get(format!("{}/certs/{fp}", self.base))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let r = self.check(&what, r).await?;
+        let c: CertsResponse = self.json(&what, r, MAX_SMALL_BODY_BYTES).await?;
+        Ok(c.signing_cert_pem)
+    }
+
+    /// Makes sure `verifier` knows the signer `fp` an envelope names:
+    /// fetches it by fingerprint when unknown (a device offline during a
+    /// signing-key rotation meets the new signer this way) and checks it
+    /// chains to the root with code signing. `Ok(true)`: newly learnt.
+    pub async fn learn_signer(
+        &self,
+        verifier: &mut crate::verify::Verifier,
+        fp: &str,
+    ) -> Result<bool, CloudError> {
+        if verifier.knows(fp) {
+            return Ok(false);
+        }
+        let pem = self.signing_cert_by_fingerprint(fp).await?;
+        verifier.add_signer(fp, pem.as_bytes())?;
+        Ok(true)
+    }
+
     /// `POST /register` (with the onboarding identity).
     pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, CloudError> {
         let r = self

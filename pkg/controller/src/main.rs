@@ -69,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::TokenCommand,
     },
+    /// Config-signing certificate (works on the state dir; restart `serve`).
+    Signing {
+        #[command(subcommand)]
+        command: SigningCommand,
+    },
     /// Manage devices (talks to the running server).
     Device {
         #[command(subcommand)]
@@ -87,6 +92,17 @@ enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SigningCommand {
+    /// Make a new signing key and certificate; configs set from then on are
+    /// signed with it, the old certificate stays served for the overlap.
+    Rotate {
+        /// How long devices can still fetch the old certificate (`30d`, …).
+        #[arg(long, default_value = "30d", value_parser = outpost_controller::certs::parse_duration)]
+        overlap: std::time::Duration,
     },
 }
 
@@ -142,6 +158,9 @@ impl Command {
                 device_cert_lifetime,
             },
             Command::Token { command } => cli::Action::Token(command),
+            Command::Signing {
+                command: SigningCommand::Rotate { overlap },
+            } => cli::Action::SigningRotate { overlap },
             Command::Device { command } => cli::Action::Device(command),
             Command::SignBootstrap { file, output } => cli::Action::SignBootstrap { file, output },
             Command::Stats { json } => cli::Action::Stats { json },

@@ -54,6 +54,15 @@ pub(super) async fn config_loop(
             }) => {
                 contact(&handle);
                 backoff.reset();
+                match client.learn_signer(&mut verifier, &envelope.signer).await {
+                    Ok(true) => tracing::info!(
+                        signer = %envelope.signer,
+                        "learnt the signing certificate a config names (signing key rotated)"
+                    ),
+                    Ok(false) => {}
+                    // the envelope is refused below, naming the signer
+                    Err(e) => tracing::warn!(signer = %envelope.signer, "fetching the signing certificate: {e}"),
+                }
                 match verifier.open(&envelope) {
                     Ok(opened) if opened.payload.device.as_deref() == Some(uuid.as_str()) => {
                         etag = Some(opened.etag);

@@ -5,6 +5,7 @@
 
 mod renew;
 mod revoke;
+pub mod signing;
 pub mod verifier;
 
 use std::time::Duration;

@@ -101,6 +101,9 @@ pub enum Action {
         device_cert_lifetime: std::time::Duration,
     },
     Token(TokenCommand),
+    SigningRotate {
+        overlap: std::time::Duration,
+    },
     Device(DeviceCommand),
     SignBootstrap {
         file: PathBuf,
@@ -141,6 +144,19 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
         Action::Token(cmd) => {
             state.require_initialised()?;
             tokens::run(&state, cmd)
+        }
+        Action::SigningRotate { overlap } => {
+            let r = outpost_controller::certs::signing::rotate(
+                &state,
+                overlap,
+                time::OffsetDateTime::now_utc(),
+            )?;
+            println!(
+                "new signing certificate {}; {} stays served until {}",
+                r.new_fingerprint, r.old_fingerprint, r.serve_until
+            );
+            println!("restart `serve` (copy signing.* and signing-retired.json to every replica first)");
+            Ok(())
         }
         Action::SignBootstrap { file, output } => {
             let warnings = outpost_controller::bootstrap::sign_bootstrap(&state, &file, &output)?;

@@ -121,6 +121,8 @@ pub struct Controller {
     pub(crate) state: StateDir,
     pub(crate) ca: Ca,
     pub(crate) signer: Signer,
+    /// Current and retired signing certificates by fingerprint.
+    pub(crate) signing_certs: crate::certs::signing::SigningCerts,
     onboarding_fingerprint: String,
     pub(crate) open_onboarding: bool,
     /// Bounds in force.
@@ -165,6 +167,11 @@ impl Controller {
         state.require_initialised()?;
         let ca = Ca::load(&state)?;
         let signer = Signer::load(&state)?;
+        let signing_certs = crate::certs::signing::SigningCerts::load(
+            &state,
+            signer.fingerprint(),
+            signer.cert_pem(),
+        )?;
         let onboarding_fingerprint = pki::cert_file_fingerprint(&state.file(layout::ONBOARD_CERT))?;
         let local = Db::open(&state.database())?;
         let (db, follow): (Box<dyn Store>, _) = match database {
@@ -186,6 +193,7 @@ impl Controller {
             state,
             ca,
             signer,
+            signing_certs,
             onboarding_fingerprint,
             limits,
             stats: Stats::default(),
@@ -226,6 +234,12 @@ impl Controller {
     /// The signing certificate, PEM.
     pub fn signing_cert_pem(&self) -> &str {
         self.signer.cert_pem()
+    }
+
+    /// The signing certificate with this fingerprint, if current or inside
+    /// its overlap (`GET /api/v1/certs/<fingerprint>`).
+    pub fn signing_cert_by_fingerprint(&self, fp: &str) -> Option<&str> {
+        self.signing_certs.get(fp, self.certs.now())
     }
 
     /// The store (read access for the admin API).
