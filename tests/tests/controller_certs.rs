@@ -38,16 +38,17 @@ fn setup(lifetime: &str) -> (Controller, AgentEnv, String, String) {
 /// hello's container task: (task id, pid).
 fn hello_task(env: &AgentEnv) -> (String, Option<u32>) {
     let l = env.list();
-    let h = l.iter().find(|a| a.display_name == "hello").expect("hello listed");
+    let h = l
+        .iter()
+        .find(|a| a.display_name == "hello")
+        .expect("hello listed");
     assert_eq!(h.state, SwState::Running);
     let d = h.domain.as_ref().expect("hello has a task");
     (d.task_id.clone(), d.pid)
 }
 
 fn cert_info(env: &AgentEnv) -> Option<outpost_agent::daemon::snapshot::CertView> {
-    env.info()
-        .and_then(|i: Info| i.controller)
-        .map(|c| c.cert)
+    env.info().and_then(|i: Info| i.controller).map(|c| c.cert)
 }
 
 fn device_cert(env: &AgentEnv) -> Vec<u8> {
@@ -60,9 +61,11 @@ async fn the_agent_renews_its_certificate_without_touching_apps() {
     let task = hello_task(&env);
     let first = device_cert(&env);
     let serial_before = ctl.status(&dev)["device"]["cert_serial"].clone();
-    wait_until("two renewals by the agent", Duration::from_secs(120), || {
-        cert_info(&env).is_some_and(|c| c.renewals >= 2)
-    });
+    wait_until(
+        "two renewals by the agent",
+        Duration::from_secs(120),
+        || cert_info(&env).is_some_and(|c| c.renewals >= 2),
+    );
     let now = device_cert(&env);
     assert_ne!(now, first, "a new certificate is saved");
     let v = CertValidity::of_pem(&now).unwrap();
@@ -98,9 +101,11 @@ async fn an_agent_down_past_expiry_registers_again_and_keeps_its_apps() {
     env.kill_agent(); // the app keeps running
     let cert = device_cert(&env);
     let v = CertValidity::of_pem(&cert).unwrap();
-    wait_until("the device certificate expires", Duration::from_secs(60), || {
-        v.expired(std::time::SystemTime::now())
-    });
+    wait_until(
+        "the device certificate expires",
+        Duration::from_secs(60),
+        || v.expired(std::time::SystemTime::now()),
+    );
     env.start_agent_with(false);
     wait_until("re-registration", Duration::from_secs(90), || {
         cert_info(&env).is_some_and(|c| c.reauthentications >= 1)

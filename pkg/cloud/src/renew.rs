@@ -79,7 +79,10 @@ impl CertValidity {
     /// Whether the certificate has expired at `now` (as webpki decides:
     /// valid through the second of `not_after`).
     pub fn expired(&self, now: SystemTime) -> bool {
-        let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         secs > self.not_after_unix()
     }
 
@@ -135,7 +138,9 @@ impl IdentityStore {
         match KeyPair::from_pem(&pem) {
             Ok(k) if cert_matches_key(&cert, &k) => {
                 rename_synced(&next, &self.dir().join(DEVICE_KEY))?;
-                tracing::info!("finished a device key rotation interrupted after the certificate was saved");
+                tracing::info!(
+                    "finished a device key rotation interrupted after the certificate was saved"
+                );
             }
             _ => {
                 std::fs::remove_file(&next).map_err(|e| CloudError::io(&next, e))?;
@@ -147,11 +152,7 @@ impl IdentityStore {
 
     /// Saves a renewed certificate (and makes the pending key the device
     /// key when it is for that one), each step atomic.
-    fn save_renewed(
-        &self,
-        cert_pem: &str,
-        new_key: Option<&KeyPair>,
-    ) -> Result<(), CloudError> {
+    fn save_renewed(&self, cert_pem: &str, new_key: Option<&KeyPair>) -> Result<(), CloudError> {
         write_atomic(&self.dir().join(DEVICE_CERT), cert_pem.as_bytes(), 0o644)?;
         if new_key.is_some() {
             rename_synced(

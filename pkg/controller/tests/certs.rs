@@ -73,7 +73,10 @@ async fn one_hour_certificates_over_a_simulated_month_stay_online() {
                     "step {i}: the expired certificate of sim-lazy was accepted"
                 ),
                 Err(e) => {
-                    assert!(lazy.validity().expired(now), "sim-lazy refused too early: {e}");
+                    assert!(
+                        lazy.validity().expired(now),
+                        "sim-lazy refused too early: {e}"
+                    );
                     lazy_refused_at = Some(i);
                 }
             }
@@ -84,7 +87,11 @@ async fn one_hour_certificates_over_a_simulated_month_stay_online() {
         started.elapsed().as_secs_f64(),
         devices.iter().map(|d| d.renewals).collect::<Vec<_>>()
     );
-    assert_eq!(lazy_refused_at, Some(4), "sim-lazy refused from its first step past expiry");
+    assert_eq!(
+        lazy_refused_at,
+        Some(4),
+        "sim-lazy refused from its first step past expiry"
+    );
     for d in &devices {
         assert!(
             (1000..=1100).contains(&d.renewals),
@@ -121,7 +128,10 @@ async fn one_hour_certificates_over_a_simulated_month_stay_online() {
     );
     assert!(record.cert_serial.is_some());
     assert_eq!(
-        h.controller().stats.certs_renewed.load(std::sync::atomic::Ordering::Relaxed),
+        h.controller()
+            .stats
+            .certs_renewed
+            .load(std::sync::atomic::Ordering::Relaxed),
         devices.iter().map(|d| d.renewals).sum::<u64>()
     );
 }
@@ -146,7 +156,10 @@ async fn a_device_offline_past_expiry_reauthenticates_with_the_onboarding_certif
 
     clock.advance(Duration::from_secs(3 * 3600)); // offline for 3 hours
     assert!(renew::expired(&d.id, &clock));
-    let e = d.poll().await.expect_err("an expired certificate is refused");
+    let e = d
+        .poll()
+        .await
+        .expect_err("an expired certificate is refused");
     eprintln!("expired certificate: {e}");
     let e = renew::renew(&d.client, &d.ids, &d.id, false)
         .await
@@ -154,9 +167,15 @@ async fn a_device_offline_past_expiry_reauthenticates_with_the_onboarding_certif
     eprintln!("renewal with it: {e}");
 
     let server = h.addr.to_string();
-    let id = renew::reauthenticate(&onboarding(&h, &clock), &d.client, &d.ids, &server, &d.serial)
-        .await
-        .unwrap();
+    let id = renew::reauthenticate(
+        &onboarding(&h, &clock),
+        &d.client,
+        &d.ids,
+        &server,
+        &d.serial,
+    )
+    .await
+    .unwrap();
     assert_eq!(id.uuid, d.id.uuid, "same device");
     assert_eq!(id.key_pem, key_before, "same key");
     assert!(!renew::expired(&id, &clock));

@@ -50,20 +50,23 @@ async fn a_revoked_device_is_refused_on_every_request_and_its_long_poll_ends() {
         })
     };
     let slot = h.controller().slot(&a.id.uuid).unwrap();
-    assert!(common::eventually(|| slot.connected()).await, "long-poll held");
+    assert!(
+        common::eventually(|| slot.connected()).await,
+        "long-poll held"
+    );
 
     let admin = AdminClient::new(&h.state.admin_socket());
-    let view: DeviceView = admin
-        .post("/v1/devices/doomed/revoke", &())
-        .await
-        .unwrap();
+    let view: DeviceView = admin.post("/v1/devices/doomed/revoke", &()).await.unwrap();
     assert!(view.revoked_at.is_some());
     let started = Instant::now();
     let ended = tokio::time::timeout(Duration::from_secs(10), held)
         .await
         .expect("the held long-poll ends at once, not after its 60 s")
         .unwrap();
-    eprintln!("held long-poll ended {:?} after the revocation", started.elapsed());
+    eprintln!(
+        "held long-poll ended {:?} after the revocation",
+        started.elapsed()
+    );
     assert_revoked(ended, "held long-poll");
     assert_revoked(a.poll().await, "next poll");
     assert_revoked(
@@ -124,9 +127,11 @@ async fn a_device_revoked_through_one_replica_is_refused_by_the_other() {
         );
         tokio::spawn(async move { client.get(url).send().await.unwrap() })
     };
-    common::replica::wait_for("the long-poll held on replica B", Duration::from_secs(10), || {
-        b.stat("long_polls_waiting") == 1
-    });
+    common::replica::wait_for(
+        "the long-poll held on replica B",
+        Duration::from_secs(10),
+        || b.stat("long_polls_waiting") == 1,
+    );
     let started = Instant::now();
     let (ok, out, err) = a.cli(&["device", "revoke", &dev.uuid]);
     assert!(ok, "revoke through replica A: {err}");

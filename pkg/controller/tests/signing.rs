@@ -47,7 +47,10 @@ async fn a_device_offline_across_a_signing_rotation_accepts_the_new_signer() {
     v.set_signing_cert(d.client.signing_cert().await.unwrap().as_bytes())
         .unwrap();
     let old_fp = pki::cert_file_fingerprint(&h.state.file(layout::SIGNING_CERT)).unwrap();
-    h.controller().set_config("traveller", doc(1)).await.unwrap();
+    h.controller()
+        .set_config("traveller", doc(1))
+        .await
+        .unwrap();
     assert_eq!(fetch(&mut d, &mut v).await.unwrap(), 1);
 
     // the device goes offline; the controller stops and rotates
@@ -58,21 +61,36 @@ async fn a_device_offline_across_a_signing_rotation_accepts_the_new_signer() {
         .args(["signing", "rotate", "--overlap", "1h"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let new_fp = pki::cert_file_fingerprint(&h.state.file(layout::SIGNING_CERT)).unwrap();
     assert_ne!(new_fp, old_fp);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&new_fp));
     h.restart().await;
-    h.controller().set_config("traveller", doc(2)).await.unwrap();
+    h.controller()
+        .set_config("traveller", doc(2))
+        .await
+        .unwrap();
 
     // back online: a config by a signer it has never seen
     assert!(!v.knows(&new_fp));
-    assert_eq!(fetch(&mut d, &mut v).await.unwrap(), 2, "applies the new signer's config");
+    assert_eq!(
+        fetch(&mut d, &mut v).await.unwrap(),
+        2,
+        "applies the new signer's config"
+    );
     assert!(v.knows(&new_fp) && v.knows(&old_fp));
     // the old certificate is served during the overlap only
     assert!(d.client.signing_cert_by_fingerprint(&old_fp).await.is_ok());
     clock.advance(Duration::from_secs(2 * 3600));
-    let gone = d.client.signing_cert_by_fingerprint(&old_fp).await.unwrap_err();
+    let gone = d
+        .client
+        .signing_cert_by_fingerprint(&old_fp)
+        .await
+        .unwrap_err();
     assert!(gone.to_string().contains("404"), "{gone}");
     assert!(d.client.signing_cert_by_fingerprint(&new_fp).await.is_ok());
 
@@ -83,10 +101,23 @@ async fn a_device_offline_across_a_signing_rotation_accepts_the_new_signer() {
     let rogue = rogue_ca
         .issue(&Leaf::Signing, Validity::days_from_now(30))
         .unwrap();
-    pki::write_file(&h.state.file(layout::SIGNING_KEY), rogue.key_pem.as_bytes(), 0o600).unwrap();
-    pki::write_file(&h.state.file(layout::SIGNING_CERT), rogue.cert_pem.as_bytes(), 0o644).unwrap();
+    pki::write_file(
+        &h.state.file(layout::SIGNING_KEY),
+        rogue.key_pem.as_bytes(),
+        0o600,
+    )
+    .unwrap();
+    pki::write_file(
+        &h.state.file(layout::SIGNING_CERT),
+        rogue.cert_pem.as_bytes(),
+        0o644,
+    )
+    .unwrap();
     h.restart().await;
-    h.controller().set_config("traveller", doc(3)).await.unwrap();
+    h.controller()
+        .set_config("traveller", doc(3))
+        .await
+        .unwrap();
     let refused = fetch(&mut d, &mut v).await.unwrap_err();
     assert!(
         refused.contains("does not verify against the root CA"),

@@ -65,7 +65,9 @@ pub(super) async fn renew_loop(
                 uuid = %id.uuid,
                 "the device certificate has expired: registering again with the onboarding certificate"
             );
-            reauthenticate(&client, &bundle, &ids).await.map(|n| (n, true))
+            reauthenticate(&client, &bundle, &ids)
+                .await
+                .map(|n| (n, true))
         } else if v.renewal_due(now) {
             let new = renew::renew(&client, &ids, &id, false).await;
             new.map(|n| (n, false))

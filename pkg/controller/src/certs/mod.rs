@@ -72,7 +72,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(bad("a number must come first"));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad("number too large"))?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| bad("number too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.chars().take_while(char::is_ascii_alphabetic).count();
         let unit = &rest[..unit_len];
@@ -105,8 +107,14 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("1d12h").unwrap(), Duration::from_secs(129_600));
-        assert_eq!(parse_duration("1y").unwrap(), Duration::from_secs(31_536_000));
+        assert_eq!(
+            parse_duration("1d12h").unwrap(),
+            Duration::from_secs(129_600)
+        );
+        assert_eq!(
+            parse_duration("1y").unwrap(),
+            Duration::from_secs(31_536_000)
+        );
         assert!(parse_duration("5").unwrap_err().contains("unit"));
         assert!(parse_duration("0h").is_err());
         assert!(parse_duration("h").is_err());

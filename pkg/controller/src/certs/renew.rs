@@ -52,9 +52,7 @@ impl Controller {
         let (record, issued) = match outcome {
             RenewOutcome::Renewed(r, i) => (r, i),
             RenewOutcome::Gone => {
-                return Err(Failure::unauthorized(format!(
-                    "device {uuid} was deleted"
-                )))
+                return Err(Failure::unauthorized(format!("device {uuid} was deleted")))
             }
             RenewOutcome::Revoked(r) => {
                 return Err(Failure::forbidden(format!(

@@ -19,7 +19,8 @@ impl Controller {
         let _ops = self.ops.lock().await;
         let revoked = {
             let uuid = uuid.clone();
-            self.blocking(move |c| c.db.revoke_device(&uuid, &at)).await?
+            self.blocking(move |c| c.db.revoke_device(&uuid, &at))
+                .await?
         };
         let record = revoked.ok_or_else(|| {
             Failure::not_found(format!("device {key:?} was deleted meanwhile"), Vec::new())

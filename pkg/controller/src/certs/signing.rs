@@ -80,9 +80,8 @@ pub fn rotate(state: &StateDir, overlap: Duration, now: OffsetDateTime) -> Resul
     let cert_path = state.file(layout::SIGNING_CERT);
     let old_pem = pki::read_to_string(&cert_path)?;
     let old_fp = pki::cert_file_fingerprint(&cert_path)?;
-    let overlap = time::Duration::try_from(overlap).map_err(|e| {
-        ControllerError::Invalid(format!("overlap {overlap:?} is too long: {e}"))
-    })?;
+    let overlap = time::Duration::try_from(overlap)
+        .map_err(|e| ControllerError::Invalid(format!("overlap {overlap:?} is too long: {e}")))?;
     let serve_until = rfc3339(now + overlap);
     let mut list: Vec<Retired> = retired(state)?
         .into_iter()
@@ -99,7 +98,11 @@ pub fn rotate(state: &StateDir, overlap: Duration, now: OffsetDateTime) -> Resul
     // the retired list first: a crash before the new key leaves the old
     // signer current and also listed (harmless)
     write_replacing(&state.file(RETIRED_FILE), &json, 0o644)?;
-    write_replacing(&state.file(layout::SIGNING_KEY), issued.key_pem.as_bytes(), 0o600)?;
+    write_replacing(
+        &state.file(layout::SIGNING_KEY),
+        issued.key_pem.as_bytes(),
+        0o600,
+    )?;
     write_replacing(&cert_path, issued.cert_pem.as_bytes(), 0o644)?;
     tracing::info!(old = %old_fp, new = %issued.fingerprint(), %serve_until, "signing certificate rotated");
     Ok(Rotated {

@@ -155,7 +155,9 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
                 "new signing certificate {}; {} stays served until {}",
                 r.new_fingerprint, r.old_fingerprint, r.serve_until
             );
-            println!("restart `serve` (copy signing.* and signing-retired.json to every replica first)");
+            println!(
+                "restart `serve` (copy signing.* and signing-retired.json to every replica first)"
+            );
             Ok(())
         }
         Action::SignBootstrap { file, output } => {

@@ -63,10 +63,7 @@ impl DeviceRecord {
         }
         self.public_key = Some(public_key.to_owned());
         self.cert_fingerprints.push(issued.fingerprint());
-        let excess = self
-            .cert_fingerprints
-            .len()
-            .saturating_sub(Self::MAX_CERTS);
+        let excess = self.cert_fingerprints.len().saturating_sub(Self::MAX_CERTS);
         self.cert_fingerprints.drain(..excess);
         self.cert_not_after = Some(
             issued

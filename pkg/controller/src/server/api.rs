@@ -72,7 +72,9 @@ async fn cert_by_fingerprint(
             signing_cert_pem: pem.to_owned(),
         })),
         None => Err(Failure::not_found(
-            format!("no signing certificate {fp} (unknown, or its overlap after a rotation has ended)"),
+            format!(
+                "no signing certificate {fp} (unknown, or its overlap after a rotation has ended)"
+            ),
             Vec::new(),
         )),
     }

@@ -78,7 +78,15 @@ pub async fn read_json_body<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T, Failure> {
     let l = &c.limits;
-    read_json(headers, body, l.max_json_body, l.body_timeout, &c.stats, what).await
+    read_json(
+        headers,
+        body,
+        l.max_json_body,
+        l.body_timeout,
+        &c.stats,
+        what,
+    )
+    .await
 }
 
 /// Reads and decodes a JSON body within the JSON bound.

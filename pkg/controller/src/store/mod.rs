@@ -55,8 +55,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn delete_device(&self, uuid: &str) -> Result<Option<DeviceRecord>>;
     /// Issues (with `issue(uuid)`) and records a new certificate of device
     /// `uuid` for `public_key` (its key, or a new one that replaces it).
-    fn renew_cert(&self, uuid: &str, public_key: &str, issue: IssueCert<'_>)
-        -> Result<RenewOutcome>;
+    fn renew_cert(
+        &self,
+        uuid: &str,
+        public_key: &str,
+        issue: IssueCert<'_>,
+    ) -> Result<RenewOutcome>;
     /// Marks device `uuid` revoked at `at` (RFC 3339); `None` if unknown.
     fn revoke_device(&self, uuid: &str, at: &str) -> Result<Option<DeviceRecord>>;
 

@@ -45,7 +45,12 @@ pub fn onboarding(h: &Harness, clock: &Clock) -> Client {
 
 impl SimDevice {
     /// Adds `name` to the onboarding list and registers it like the agent.
-    pub async fn onboard(h: &Harness, clock: &Clock, dir: &std::path::Path, name: &str) -> SimDevice {
+    pub async fn onboard(
+        h: &Harness,
+        clock: &Clock,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> SimDevice {
         let serial = format!("sn-{name}");
         h.controller().add_device(name, &serial).await.unwrap();
         let ids = IdentityStore::new(dir.join(name));
@@ -92,4 +97,3 @@ impl SimDevice {
         Ok(())
     }
 }
-
