@@ -124,3 +124,71 @@ async fn an_agent_down_past_expiry_registers_again_and_keeps_its_apps() {
     let mut ctl = ctl;
     ctl.stop();
 }
+
+/// `POST /v1/devices/{dev}/revoke` on the HTTPS admin API: a read-only
+/// token gets 403, a full one revokes; the device is refused from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_over_the_https_admin_api_needs_a_full_token() {
+    let mut ctl = Controller::init(&[]);
+    let base = ctl.enable_admin();
+    let full = ctl.token("ops", false);
+    let ro = ctl.token("viewer", true);
+    ctl.start();
+    // a device registered with pkg/cloud's client through the bundle
+    let bundle = outpost_cloud::Bundle::load(&ctl.bundle()).unwrap().unwrap();
+    let (oc, ok) = bundle.onboard.clone().unwrap();
+    let onboarding =
+        outpost_cloud::Client::new(&bundle.server, &bundle.root_pem, Some((&oc, &ok))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ids = outpost_cloud::IdentityStore::new(dir.path());
+    let resp = onboarding
+        .register(&outpost_api::cloud::RegisterRequest {
+            serial: "sn-https".into(),
+            csr_pem: ids.csr_pem("sn-https").unwrap(),
+        })
+        .await
+        .unwrap();
+    let id = ids.save(&bundle.server, &resp).unwrap();
+    let dev = outpost_cloud::Client::new(
+        &bundle.server,
+        &bundle.root_pem,
+        Some((&id.cert_pem, &id.key_pem)),
+    )
+    .unwrap();
+    dev.poll_config(&id.uuid, None, Duration::ZERO)
+        .await
+        .unwrap();
+
+    let ca = std::fs::read(ctl.dir().join("ca.cert.pem")).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let revoke = |token: &str| {
+        http.post(format!("{base}/v1/devices/{}/revoke", resp.name))
+            .bearer_auth(token)
+            .send()
+    };
+    let r = revoke(&ro).await.unwrap();
+    assert_eq!(r.status(), 403);
+    dev.poll_config(&id.uuid, None, Duration::ZERO)
+        .await
+        .expect("not revoked by a read-only token");
+    let r = revoke(&full).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let view: serde_json::Value = r.json().await.unwrap();
+    assert!(view["revoked_at"].is_string(), "{view}");
+    let e = dev
+        .poll_config(&id.uuid, None, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("403") && e.to_string().contains("revoked"),
+        "{e}"
+    );
+    let (code, out, _) = ctl.cli(&["device", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("revoked"), "{out}");
+    ctl.stop();
+}
