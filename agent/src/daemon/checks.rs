@@ -286,3 +286,44 @@ pub fn device_cert(c: &crate::daemon::snapshot::CertView, now: u64) -> Option<Ch
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::device_cert;
+    use crate::daemon::snapshot::CertView;
+
+    #[test]
+    fn device_cert_check_warns_on_expiry_and_overdue_renewal() {
+        let now = 1_800_000_000;
+        let cert = |left: u64, renew_in: i64| CertView {
+            not_after: Some(now + left),
+            renew_at: Some(now.saturating_add_signed(renew_in)),
+            ..CertView::default()
+        };
+        assert!(device_cert(&CertView::default(), now).is_none());
+        assert!(
+            device_cert(&cert(200 * 86_400, 80 * 86_400), now)
+                .unwrap()
+                .ok
+        );
+        // a 1-hour certificate renewing on time is fine
+        assert!(device_cert(&cert(1800, 600), now).unwrap().ok);
+        let overdue = device_cert(&cert(3600, -3600), now).unwrap();
+        assert!(
+            !overdue.ok && overdue.detail.contains("overdue"),
+            "{overdue:?}"
+        );
+        let expired = device_cert(
+            &CertView {
+                not_after: Some(now - 10),
+                ..CertView::default()
+            },
+            now,
+        )
+        .unwrap();
+        assert!(
+            !expired.ok && expired.detail.contains("expired"),
+            "{expired:?}"
+        );
+    }
+}
