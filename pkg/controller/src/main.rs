@@ -59,11 +59,20 @@ enum Command {
         /// redb file; any number of `serve` replicas may share it.
         #[arg(long, env = "OUTPOST_CONTROLLER_DATABASE")]
         database: Option<String>,
+        /// Lifetime of the device certificates issued from now on
+        /// (`1h`, `30d`, `1y`, …); devices renew at about 2/3 of it.
+        #[arg(long, default_value = "1y", value_parser = outpost_controller::certs::parse_duration)]
+        device_cert_lifetime: std::time::Duration,
     },
     /// Admin API tokens for `serve --admin-listen` (works on the state dir).
     Token {
         #[command(subcommand)]
         command: cli::TokenCommand,
+    },
+    /// Config-signing certificate (works on the state dir; restart `serve`).
+    Signing {
+        #[command(subcommand)]
+        command: SigningCommand,
     },
     /// Manage devices (talks to the running server).
     Device {
@@ -83,6 +92,17 @@ enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SigningCommand {
+    /// Make a new signing key and certificate; configs set from then on are
+    /// signed with it, the old certificate stays served for the overlap.
+    Rotate {
+        /// How long devices can still fetch the old certificate (`30d`, …).
+        #[arg(long, default_value = "30d", value_parser = outpost_controller::certs::parse_duration)]
+        overlap: std::time::Duration,
     },
 }
 
@@ -129,13 +149,18 @@ impl Command {
                 open_onboarding,
                 admin_listen,
                 database,
+                device_cert_lifetime,
             } => cli::Action::Serve {
                 listen,
                 open_onboarding,
                 admin_listen,
                 database,
+                device_cert_lifetime,
             },
             Command::Token { command } => cli::Action::Token(command),
+            Command::Signing {
+                command: SigningCommand::Rotate { overlap },
+            } => cli::Action::SigningRotate { overlap },
             Command::Device { command } => cli::Action::Device(command),
             Command::SignBootstrap { file, output } => cli::Action::SignBootstrap { file, output },
             Command::Stats { json } => cli::Action::Stats { json },

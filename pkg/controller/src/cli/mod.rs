@@ -39,6 +39,13 @@ pub enum DeviceCommand {
         /// UUID or name.
         device: String,
     },
+    /// Revoke a device: its certificates are refused on every replica from
+    /// its next request on (held long-polls end), it may not renew nor
+    /// register again. Its data stays (delete it to remove that).
+    Revoke {
+        /// UUID or name.
+        device: String,
+    },
     /// Sign and publish a config; prints the generation.
     /// `set-config DEVICE FILE`, or `set-config --all FILE` for every device.
     SetConfig {
@@ -91,8 +98,12 @@ pub enum Action {
         open_onboarding: bool,
         admin_listen: Option<String>,
         database: Option<String>,
+        device_cert_lifetime: std::time::Duration,
     },
     Token(TokenCommand),
+    SigningRotate {
+        overlap: std::time::Duration,
+    },
     Device(DeviceCommand),
     SignBootstrap {
         file: PathBuf,
@@ -120,16 +131,34 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
             open_onboarding,
             admin_listen,
             database,
-        } => runtime()?.block_on(serve(
-            state,
-            listen,
-            open_onboarding,
-            admin_listen,
-            database,
-        )),
+            device_cert_lifetime,
+        } => {
+            let mut opts = ServeOptions::new(state);
+            opts.listen = listen;
+            opts.open_onboarding = open_onboarding;
+            opts.admin_listen = admin_listen;
+            opts.database = database;
+            opts.certs.device_lifetime = device_cert_lifetime;
+            runtime()?.block_on(serve(opts))
+        }
         Action::Token(cmd) => {
             state.require_initialised()?;
             tokens::run(&state, cmd)
+        }
+        Action::SigningRotate { overlap } => {
+            let r = outpost_controller::certs::signing::rotate(
+                &state,
+                overlap,
+                time::OffsetDateTime::now_utc(),
+            )?;
+            println!(
+                "new signing certificate {}; {} stays served until {}",
+                r.new_fingerprint, r.old_fingerprint, r.serve_until
+            );
+            println!(
+                "restart `serve` (copy signing.* and signing-retired.json to every replica first)"
+            );
+            Ok(())
         }
         Action::SignBootstrap { file, output } => {
             let warnings = outpost_controller::bootstrap::sign_bootstrap(&state, &file, &output)?;
@@ -178,18 +207,7 @@ fn init(state: &StateDir, opts: &InitOptions) -> Result<()> {
     Ok(())
 }
 
-async fn serve(
-    state: StateDir,
-    listen: Option<String>,
-    open_onboarding: bool,
-    admin_listen: Option<String>,
-    database: Option<String>,
-) -> Result<()> {
-    let mut opts = ServeOptions::new(state);
-    opts.listen = listen;
-    opts.open_onboarding = open_onboarding;
-    opts.admin_listen = admin_listen;
-    opts.database = database;
+async fn serve(opts: ServeOptions) -> Result<()> {
     let server = Server::bind(opts).await?;
     let addr = server.local_addr();
     let mut out = std::io::stdout();

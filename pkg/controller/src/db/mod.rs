@@ -5,6 +5,7 @@
 //! redb is single-process: the running `serve` owns the file, and the admin
 //! CLI goes through its socket.
 
+pub(crate) mod certs;
 mod configs;
 mod devices;
 mod logs;
@@ -18,6 +19,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use certs::RenewOutcome;
 pub use devices::{AddOutcome, RegisterOutcome};
 pub use logs::{LogAppend, LogLine, LOG_LINES_KEPT};
 pub use records::{ConfigRecord, DeviceRecord, InfoRecord, MetricsSample, RingMeta, Settings};

@@ -8,14 +8,21 @@ use crate::error::{ControllerError, Result};
 use super::error_text;
 
 /// `(version, name, SQL)`, in order.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/0001_initial.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "revocation",
+        include_str!("../../../migrations/0002_revocation.sql"),
+    ),
+];
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Advisory lock key held while migrating ("outpost" in ASCII).
 const LOCK_KEY: i64 = 0x006f_7574_706f_7374;

@@ -4,6 +4,7 @@
 //! committed change of a device or its config, which the other replicas
 //! follow (`state::follow`).
 
+mod certs;
 mod devices;
 mod imp;
 mod migrate;
