@@ -17,8 +17,8 @@ cargo test --workspace --no-fail-fast -- --test-threads="${OUTPOST_TEST_THREADS:
 # harness starts a private cluster; replicas.rs always runs on PostgreSQL),
 # and the end-to-end controller tests (agent + real containers) likewise.
 OUTPOST_CONTROLLER_BACKEND=postgres cargo test -p outpost-controller --no-fail-fast \
-  --test auth --test baseos --test cli --test config_poll --test fleet --test slow_clients --test uploads \
+  --test auth --test baseos --test certs --test cli --test config_poll --test fleet --test revocation --test signing --test slow_clients --test uploads \
   -- --test-threads="${OUTPOST_TEST_THREADS:-4}"
-OUTPOST_CONTROLLER_BACKEND=postgres cargo test -p outpost-tests --no-fail-fast --test controller \
+OUTPOST_CONTROLLER_BACKEND=postgres cargo test -p outpost-tests --no-fail-fast --test controller --test controller_certs \
   -- --test-threads="${OUTPOST_TEST_THREADS:-4}"
 cargo clippy --workspace --all-targets -- -D warnings

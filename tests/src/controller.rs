@@ -23,6 +23,8 @@ pub struct Controller {
     pub admin_addr: Option<String>,
     /// The private PostgreSQL cluster and database URL (postgres backend).
     pub pg: Option<(outpost_controller::pgtest::Cluster, String)>,
+    /// More `serve` flags (`--device-cert-lifetime 40s`, …).
+    pub serve_args: Vec<String>,
 }
 
 /// A free loopback port (bound and released; good enough on a test box).
@@ -54,6 +56,7 @@ impl Controller {
             child: None,
             admin_addr: None,
             pg,
+            serve_args: Vec::new(),
         };
         let mut args = vec![
             "init",
@@ -173,6 +176,7 @@ impl Controller {
             .arg("--listen")
             .arg(&self.addr)
             .args(&admin)
+            .args(&self.serve_args)
             .stdout(Stdio::piped())
             .stderr(log)
             .env("RUST_LOG", "info")

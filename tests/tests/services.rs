@@ -190,7 +190,11 @@ impl Drop for System {
 
 /// The agent, told where the system containerd and the manifest are.
 fn agent(sys: &System, declared: &[&str], extra: &[&str]) -> AgentEnv {
-    let mut env = AgentEnv::new();
+    with_system(AgentEnv::new(), sys, declared, extra)
+}
+
+/// `env`'s agent, also told where the system containerd and the manifest are.
+fn with_system(mut env: AgentEnv, sys: &System, declared: &[&str], extra: &[&str]) -> AgentEnv {
     let manifest = env.layout.root().join("etc/services.json");
     std::fs::write(&manifest, serde_json::to_vec(declared).unwrap()).unwrap();
     env.flags.extend(
@@ -199,8 +203,10 @@ fn agent(sys: &System, declared: &[&str], extra: &[&str]) -> AgentEnv {
             sys.socket.to_str().unwrap(),
             "--services-manifest",
             manifest.to_str().unwrap(),
+            // Exits and starts must be seen through the task events: the
+            // periodic observation is out of reach of every test's deadline.
             "--service-poll-ms",
-            "100",
+            "600000",
         ]
         .iter()
         .chain(extra)
@@ -542,4 +548,50 @@ fn validate_checks_a_config_offline_with_the_agents_errors() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("svc"));
+}
+
+/// The services reach the controller in the device's info upload, with
+/// the state and PID that `outpost svc list` shows on the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_are_reported_to_the_controller_in_the_device_info() {
+    use outpost_tests::controller::{device, Controller};
+    let sys = System::get().await;
+    let s = salt();
+    let (web, gone) = (format!("t{s}-web"), format!("t{s}-gone"));
+    let mut ctl = Controller::init(&[]);
+    ctl.start();
+    let (env, serial) = device(&ctl, true);
+    // `gone` is declared by the image but never started: reported, not running.
+    let mut env = with_system(env, &sys, &[&web, &gone], &[]);
+    let log = env.layout.memlogd_log_socket();
+    let dir = env.dir.path().to_path_buf();
+    sys.start_service(&dir, &web, &log, "exec sleep 100000");
+    env.start_agent_with(false);
+    let dev = ctl.wait_device(&serial, T);
+    let local = wait_svc(&env, &web, "RUNNING", |x| x.is_running() && x.pid > 0);
+
+    let deadline = Instant::now() + T;
+    let reported = loop {
+        let st = ctl.status(&dev);
+        let services: Vec<ServiceStatus> =
+            serde_json::from_value(st["info"]["info"]["services"].clone()).unwrap_or_default();
+        let ours: Vec<ServiceStatus> = services
+            .into_iter()
+            .filter(|x| x.name.starts_with(&format!("t{s}-")))
+            .collect();
+        if ours.len() == 2 && ours.iter().any(|x| x.name == web && x.is_running()) {
+            break ours;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller's info never listed both services: {ours:?}\nagent log:\n{}",
+            tail(&env.agent_log(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let w = reported.iter().find(|x| x.name == web).unwrap();
+    assert_eq!(w.pid, local.pid, "the same task as on the device");
+    assert!(w.declared);
+    let g = reported.iter().find(|x| x.name == gone).unwrap();
+    assert!(g.declared && !g.is_running(), "{g:?}");
 }

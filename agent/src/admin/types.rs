@@ -108,6 +108,9 @@ pub struct ControllerView {
     pub log_batches_dropped: u64,
     /// Lines in them.
     pub log_lines_dropped: u64,
+    /// The device certificate: expiry and renewals.
+    #[serde(default)]
+    pub cert: crate::daemon::snapshot::CertView,
 }
 
 /// `GET /v1/apps/{app}` when the app is unknown.

@@ -71,8 +71,9 @@ struct Args {
     /// Longest restart delay of a declared service, milliseconds.
     #[arg(long, default_value_t = 60_000)]
     service_backoff_max_ms: u64,
-    /// Milliseconds between observations of the services.
-    #[arg(long, default_value_t = 1000)]
+    /// Milliseconds between observations of the services when no task
+    /// event comes (exits are seen at once through events).
+    #[arg(long, default_value_t = 10_000)]
     service_poll_ms: u64,
 }
 

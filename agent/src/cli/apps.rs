@@ -367,6 +367,12 @@ impl Ctx {
                             "  log upload queue: {} batches; dropped {} batches ({} lines)",
                             c.log_batches_queued, c.log_batches_dropped, c.log_lines_dropped
                         );
+                        if let Some(t) = c.cert.not_after {
+                            println!(
+                                "  device certificate: expires at unix {t}; {} renewals, {} re-registrations, {} failed attempts",
+                                c.cert.renewals, c.cert.reauthentications, c.cert.failures
+                            );
+                        }
                     }
                     None => println!("controller: none configured"),
                 }

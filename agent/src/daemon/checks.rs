@@ -84,6 +84,11 @@ pub async fn run(s: &Handle) -> Vec<Check> {
         ),
     });
     out.push(network(s, cur_networks(&snap)));
+    if let Some(link) = s.link.borrow().as_ref() {
+        if let Some(c) = device_cert(&link.cert, now_secs()) {
+            out.push(c);
+        }
+    }
     for bin in ["runc", "runsc"] {
         out.push(match which(bin) {
             Some(p) => ok(bin, p),
@@ -230,4 +235,95 @@ fn network(s: &Handle, (any, nat): (bool, bool)) -> Check {
             if forward { "on" } else { "off" }
         ),
     )
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Warns (fails) when the device certificate has expired, or expires
+/// within 24 h while its renewal is overdue; `None` before registration.
+pub fn device_cert(c: &crate::daemon::snapshot::CertView, now: u64) -> Option<Check> {
+    const DAY: u64 = 86_400;
+    let not_after = c.not_after?;
+    let renewals = format!(
+        "{} renewals, {} failed attempts{}",
+        c.renewals,
+        c.failures,
+        c.last_error
+            .as_deref()
+            .map(|e| format!(", last: {e}"))
+            .unwrap_or_default()
+    );
+    let overdue = c.renew_at.is_some_and(|r| now >= r);
+    Some(if now > not_after {
+        fail(
+            "device-cert",
+            format!(
+                "expired {} s ago; the agent registers again with the onboarding certificate ({renewals})",
+                now - not_after
+            ),
+        )
+    } else if not_after - now < DAY && overdue {
+        fail(
+            "device-cert",
+            format!(
+                "expires in {} min and renewal is overdue ({renewals})",
+                (not_after - now) / 60
+            ),
+        )
+    } else {
+        ok(
+            "device-cert",
+            format!(
+                "valid for {} h more, renewal due in {} h ({renewals})",
+                (not_after - now) / 3600,
+                c.renew_at.unwrap_or(now).saturating_sub(now) / 3600
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_cert;
+    use crate::daemon::snapshot::CertView;
+
+    #[test]
+    fn device_cert_check_warns_on_expiry_and_overdue_renewal() {
+        let now = 1_800_000_000;
+        let cert = |left: u64, renew_in: i64| CertView {
+            not_after: Some(now + left),
+            renew_at: Some(now.saturating_add_signed(renew_in)),
+            ..CertView::default()
+        };
+        assert!(device_cert(&CertView::default(), now).is_none());
+        assert!(
+            device_cert(&cert(200 * 86_400, 80 * 86_400), now)
+                .unwrap()
+                .ok
+        );
+        // a 1-hour certificate renewing on time is fine
+        assert!(device_cert(&cert(1800, 600), now).unwrap().ok);
+        let overdue = device_cert(&cert(3600, -3600), now).unwrap();
+        assert!(
+            !overdue.ok && overdue.detail.contains("overdue"),
+            "{overdue:?}"
+        );
+        let expired = device_cert(
+            &CertView {
+                not_after: Some(now - 10),
+                ..CertView::default()
+            },
+            now,
+        )
+        .unwrap();
+        assert!(
+            !expired.ok && expired.detail.contains("expired"),
+            "{expired:?}"
+        );
+    }
 }

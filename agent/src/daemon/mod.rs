@@ -7,6 +7,7 @@ pub mod cloud;
 pub mod downloads;
 pub mod driver;
 pub mod executor;
+mod file_watch;
 pub mod images;
 pub mod logs;
 pub mod reconciler;

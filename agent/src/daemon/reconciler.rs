@@ -9,24 +9,23 @@
 //! dirty, so another pass follows at once), so an operator never waits for
 //! a slow action of another app.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use outpost_api::{AppConfig, AppStatus, NetworkConfig};
+use outpost_api::AppConfig;
 use outpost_reconcile::{
     bind, plan, record_failure_of, record_outcome, with_local_activate, with_local_counters,
-    BindContext, HealthTracker, History, Input, LocalActivate, LocalCounters, Observed, Waves,
+    BindContext, Input, LocalActivate, LocalCounters, Observed, Waves,
 };
-use outpost_runtime::events::EventStream;
-use outpost_store::Store;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::driver::Driver;
-use super::executor::{Executed, Executor};
-use super::snapshot::{Command, Counters, Current, Event, LinkView, Snapshot};
+use super::executor::Executed;
+use super::snapshot::{Command, Current, Event};
 use super::source::{check, ParsedConfig};
 
+mod core;
 mod events;
 mod housekeeping;
 mod networks;
@@ -38,89 +37,13 @@ mod unplaced;
 #[cfg(test)]
 mod tests;
 
+pub use self::core::{Inputs, Reconciler};
 pub use options::{now_ms, Clock, LoopOptions, SystemClock};
-
-/// What the loop listens to.
-pub struct Inputs {
-    /// Parsed config documents from every source.
-    pub configs: mpsc::Receiver<ParsedConfig>,
-    /// Commands and notices from the admin API and the link.
-    pub events: mpsc::Receiver<Event>,
-    /// Task events of the user containerd (none in table tests).
-    pub tasks: Option<EventStream>,
-    /// The controller link's state.
-    pub link: watch::Receiver<Option<LinkView>>,
-}
 
 /// Between passes, progress of running downloads is republished this often.
 const PROGRESS_TICK: Duration = Duration::from_millis(500);
 
-/// The reconcile loop; returns when `stop` fires.
-pub struct Reconciler<D: Driver> {
-    exec: Executor<D>,
-    store: Arc<Store>,
-    clock: Arc<dyn Clock>,
-    opts: LoopOptions,
-    history: History,
-    health: HealthTracker,
-    vnc_by_image: HashMap<String, bool>,
-    last_gc_ms: Option<u64>,
-    /// Network instances set up by this process, as configured then
-    /// (checked again only when the config or the host side changes).
-    ensured_networks: HashMap<String, NetworkConfig>,
-    /// Apps whose latest record could not be saved (see `persist`).
-    unsaved: BTreeMap<String, persist::Unsaved>,
-    /// The config in effect.
-    current: Option<Arc<Current>>,
-    /// Statuses as planned (before the download overlay).
-    statuses: BTreeMap<String, AppStatus>,
-    config_error: Option<String>,
-    link: Option<LinkView>,
-    counters: Counters,
-    started: Instant,
-    /// The statuses last published (kept when unchanged, so readers can tell
-    /// a change by pointer).
-    published: Arc<BTreeMap<String, AppStatus>>,
-    snapshot: watch::Sender<Arc<Snapshot>>,
-    /// Something arrived during a pass: pass again before sleeping.
-    dirty: bool,
-}
-
 impl<D: Driver> Reconciler<D> {
-    /// A loop over `exec`'s driver, loading the history from `store`, starting
-    /// from `initial` (the checkpoint) and publishing on `snapshot`.
-    pub fn new(
-        exec: Executor<D>,
-        store: Arc<Store>,
-        opts: LoopOptions,
-        clock: Arc<dyn Clock>,
-        snapshot: watch::Sender<Arc<Snapshot>>,
-    ) -> anyhow::Result<Self> {
-        let apps = store.app_records()?;
-        let initial = snapshot.borrow().clone();
-        Ok(Reconciler {
-            exec,
-            store,
-            clock,
-            opts,
-            history: History { apps },
-            health: HealthTracker::default(),
-            vnc_by_image: HashMap::new(),
-            last_gc_ms: None,
-            ensured_networks: HashMap::new(),
-            unsaved: BTreeMap::new(),
-            current: initial.current.clone(),
-            statuses: BTreeMap::new(),
-            config_error: None,
-            link: initial.link.clone(),
-            counters: initial.counters,
-            started: initial.started,
-            published: Arc::default(),
-            snapshot,
-            dirty: false,
-        })
-    }
-
     /// Runs until `stop` resolves.
     pub async fn run(mut self, mut inputs: Inputs, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
@@ -503,25 +426,6 @@ impl<D: Driver> Reconciler<D> {
             local.insert(app.uuid.clone(), LocalCounters { restart, purge });
         }
         Ok(with_local_counters(&cur.config.apps, &local))
-    }
-
-    /// Publishes the state as one immutable snapshot (download progress
-    /// applied to the statuses of apps waiting for their image).
-    pub(crate) fn publish_snapshot(&mut self) {
-        let overlaid = status::with_downloads(&self.statuses, &self.exec.downloads);
-        if *self.published != overlaid {
-            self.published = Arc::new(overlaid);
-        }
-        self.counters.downloads_refused = self.exec.downloads.refused();
-        let snap = Snapshot {
-            current: self.current.clone(),
-            statuses: self.published.clone(),
-            config_error: self.config_error.clone(),
-            link: self.link.clone(),
-            counters: self.counters,
-            started: self.started,
-        };
-        self.snapshot.send_replace(Arc::new(snap));
     }
 }
 

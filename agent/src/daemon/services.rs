@@ -5,6 +5,10 @@
 //! view on a `watch` channel. It never touches a container the image did
 //! not declare ([`declared`]).
 //!
+//! It is woken by the system containerd's task events (an exit is seen at
+//! once) and by a change of the manifest, and otherwise observes every `poll` (10 s by default: uptime and
+//! the memory/CPU figures; also the resync after a dropped event).
+//!
 //! EVE leaves services to linuxkit's init (no restart); Outpost keeps the
 //! declared ones running, as the issue asked.
 
@@ -20,6 +24,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use outpost_api::ServiceStatus;
+use outpost_runtime::events::{self, EventStream};
 use outpost_runtime::services::{self, ServiceInfo};
 use outpost_runtime::task::ExecOutput;
 use outpost_runtime::{Containerd, RuntimeError, SYSTEM_NAMESPACE};
@@ -34,7 +39,7 @@ pub struct ServicesOptions {
     pub socket: PathBuf,
     /// The image's list of declared services.
     pub manifest: PathBuf,
-    /// How often services are observed when nothing is due.
+    /// How often services are observed when no task event comes.
     pub poll: Duration,
     /// Restart backoff.
     pub backoff: BackoffPolicy,
@@ -149,6 +154,7 @@ pub fn spawn(opts: ServicesOptions) -> Handle {
         tx,
         state: BTreeMap::new(),
         observations: 0,
+        events: None,
     };
     tokio::spawn(sup.run(rx));
     handle
@@ -168,17 +174,35 @@ struct Supervisor {
     tx: watch::Sender<ServicesView>,
     state: BTreeMap<String, PerService>,
     observations: u64,
+    /// Task events of `services.linuxkit`, once connected.
+    events: Option<EventStream>,
 }
+
+/// Bound of the task-event queue; an overflow is counted and the next
+/// observation resyncs.
+const EVENT_QUEUE: usize = 64;
+
+/// How soon a system containerd that is not reachable is tried again.
+const RECONNECT: Duration = Duration::from_secs(2);
 
 impl Supervisor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         tracing::info!(socket = %self.opts.socket.display(), manifest = %self.opts.manifest.display(), "service supervisor running");
+        // A changed manifest (an image update, a developer's edit) is read
+        // at once; its content is read again by the pass.
+        let (manifest_tx, mut manifest_changed) = mpsc::channel(1);
+        let _watch = super::file_watch::watch(self.opts.manifest.clone(), manifest_tx, drop);
         loop {
             let next = self.pass().await;
+            let poll = if self.client.is_some() {
+                self.opts.poll
+            } else {
+                self.opts.poll.min(RECONNECT)
+            };
             let wait = next
                 .map(|at| at.saturating_duration_since(Instant::now()))
-                .unwrap_or(self.opts.poll)
-                .min(self.opts.poll);
+                .unwrap_or(poll)
+                .min(poll);
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(Command::Restart { name, reply }) => {
@@ -187,6 +211,14 @@ impl Supervisor {
                     }
                     None => return,
                 },
+                Some(ev) = next_event(&mut self.events) => {
+                    tracing::debug!(?ev, "system task event");
+                    // One observation covers whatever else is queued.
+                    if let Some(e) = self.events.as_mut() {
+                        while e.rx.try_recv().is_ok() {}
+                    }
+                }
+                Some(_) = manifest_changed.recv() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -296,6 +328,7 @@ impl Supervisor {
         }
         let c = Containerd::connect(&self.opts.socket, SYSTEM_NAMESPACE).await?;
         tracing::info!(socket = %self.opts.socket.display(), "connected to the system containerd");
+        self.events = Some(events::subscribe(c.clone(), EVENT_QUEUE));
         self.client = Some(c.clone());
         Ok(c)
     }
@@ -421,7 +454,22 @@ impl Supervisor {
             error,
             manifest_error,
             observations: self.observations,
+            events_dropped: self
+                .events
+                .as_ref()
+                .map_or(0, |e| e.dropped.load(std::sync::atomic::Ordering::Relaxed)),
         });
+    }
+}
+
+/// The next system task event, or never when not subscribed.
+async fn next_event(events: &mut Option<EventStream>) -> Option<events::TaskEvent> {
+    match events {
+        Some(e) => match e.rx.recv().await {
+            Some(ev) => Some(ev),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

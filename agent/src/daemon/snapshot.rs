@@ -83,6 +83,32 @@ pub struct LinkView {
     pub last_error: Option<String>,
     /// The log upload queue (its own bounded counters).
     pub queue: Option<Arc<LogQueue>>,
+    /// The device certificate and its renewals.
+    pub cert: CertView,
+}
+
+/// The device certificate as the renewal task reports it
+/// (`agent/src/daemon/cloud/renew.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CertView {
+    /// Expiry, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<u64>,
+    /// When renewal is due, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<u64>,
+    /// Renewals done since the agent started.
+    #[serde(default)]
+    pub renewals: u64,
+    /// Re-registrations with the onboarding certificate after expiry.
+    #[serde(default)]
+    pub reauthentications: u64,
+    /// Failed renewal attempts since the agent started.
+    #[serde(default)]
+    pub failures: u64,
+    /// The last failure, cleared by a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl LinkView {
@@ -96,6 +122,7 @@ impl LinkView {
             last_contact: None,
             last_error: None,
             queue: None,
+            cert: CertView::default(),
         }
     }
 
@@ -112,6 +139,7 @@ impl LinkView {
             log_batches_queued: q.batches,
             log_batches_dropped: q.dropped_batches,
             log_lines_dropped: q.dropped_lines,
+            cert: self.cert.clone(),
         }
     }
 }

@@ -3,16 +3,13 @@
 //! loop), and the loop checks the generation, checkpoints and applies. The
 //! controller client is one more sender on the same channel.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use outpost_api::{parse_device_config_bytes, ParseError, Parsed};
 use tokio::sync::mpsc;
 
+use super::file_watch;
 use crate::daemon::snapshot::Current;
-
-/// How long a config file change settles before it is read.
-const DEBOUNCE: Duration = Duration::from_millis(25);
 
 /// A document as received, before parsing.
 #[derive(Clone, Debug)]
@@ -122,70 +119,13 @@ pub fn check(
     })
 }
 
-/// Watches `path` (inotify on its directory, so editors' rename-into-place
-/// is seen) and sends its content whenever it changes. A slow re-check
-/// every 30 s covers file systems without inotify.
+/// Watches the config file at `path` ([`file_watch::watch`]) and sends
+/// each new content as a document from `file:<path>`.
 pub fn watch_file(path: PathBuf, tx: mpsc::Sender<RawConfig>) -> tokio::task::JoinHandle<()> {
-    use notify::{RecursiveMode, Watcher};
-    let (ev_tx, mut ev_rx) = mpsc::channel::<()>(8);
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let name = path.file_name().map(|n| n.to_owned());
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            if ev.paths.is_empty() || ev.paths.iter().any(|p| p.file_name() == name.as_deref()) {
-                let _ = ev_tx.try_send(());
-            }
-        }
-    });
-    tokio::spawn(async move {
-        let mut _keep = match watcher {
-            Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
-                Ok(()) => Some(w),
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; re-reading every 30 s");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "no inotify; re-reading every 30 s");
-                None
-            }
-        };
-        let origin = format!("file:{}", path.display());
-        let mut last: Option<Vec<u8>> = None;
-        loop {
-            match tokio::fs::read(&path).await {
-                Ok(bytes) if last.as_ref() != Some(&bytes) => {
-                    last = Some(bytes.clone());
-                    if tx
-                        .send(RawConfig {
-                            bytes,
-                            origin: origin.clone(),
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) if last.is_some() => {
-                    tracing::warn!(file = %path.display(), error = %e, "config file unreadable; keeping the config in effect");
-                    last = None;
-                }
-                Err(_) => {}
-            }
-            // Debounce: editors write in several steps (a write that still
-            // lands in between is seen at the next event).
-            tokio::select! {
-                _ = ev_rx.recv() => tokio::time::sleep(DEBOUNCE).await,
-                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-            }
-            while ev_rx.try_recv().is_ok() {}
-        }
+    let origin = format!("file:{}", path.display());
+    file_watch::watch(path, tx, move |bytes| RawConfig {
+        bytes,
+        origin: origin.clone(),
     })
 }
 

@@ -1,7 +1,8 @@
 //! outpostd: time from a config write to N apps RUNNING (N = 10, 50),
 //! beside the same N containers started through the raw runtime API in
 //! parallel, in the same run; then the agent's RSS and CPU at idle with
-//! the last N apps running.
+//! the last N apps running. Each N is measured in `BENCH_ROUNDS` (default
+//! 3) alternating rounds and the medians compared.
 //!
 //! `cargo build --release --workspace && target/release/bench-agent [N…]`
 //! (uses `outpostd` and `memlogd` from the same target directory).
@@ -192,59 +193,97 @@ async fn main() -> Result<()> {
     outpost_ocibuild::build_all(&ws.join("images"), images_dir.path())?;
     let images = images_dir.path();
 
+    // Each N is measured in rounds, the agent and the raw API alternating,
+    // each round on a fresh device and a fresh containerd (so both import
+    // the image); the medians are compared.
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     println!(
-        "{:<6} {:>28} {:>28} {:>8}",
+        "{:<6} {:>28} {:>28} {:>8}   (median of {rounds} rounds; each round's agent/raw in brackets)",
         "apps", "outpostd: config→RUNNING", "runtime API, 4 parallel", "ratio"
     );
     let mut idle = None;
     for (i, &n) in ns.iter().enumerate() {
-        let dev = Device::start(&bin, images, None)?;
-        dev.wait("agent up", |_| true).await?;
-        while dev
-            .admin
-            .get::<serde_json::Value>("/v1/info")
-            .await
-            .map(|r| r.is_err())
-            .unwrap_or(true)
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let (mut agent, mut raw) = (Vec::new(), Vec::new());
+        for r in 0..rounds {
+            let keep = i == ns.len() - 1 && r == rounds - 1;
+            let (took, idle_now) =
+                agent_round(&bin, images, n, (i * rounds + r) as u32, keep).await?;
+            agent.push(took);
+            raw.push(raw_runtime(images, n).await?);
+            if idle_now.is_some() {
+                idle = idle_now;
+            }
         }
-        let salt = format!("{:08x}", std::process::id() + i as u32);
-        let body: String = (1..=n).map(|k| app_yaml(&salt, k)).collect();
-        let t = Instant::now();
-        dev.write_config(2, &body)?;
-        dev.wait(&format!("{n} apps RUNNING"), |l| {
-            l.iter().filter(|a| a.state == SwState::Running).count() == n
-        })
-        .await?;
-        let agent_time = t.elapsed();
-        let raw = raw_runtime(images, n).await?;
-        let ratio = agent_time.as_secs_f64() / raw.as_secs_f64();
+        let (a, b) = (outpost_bench::median(&agent), outpost_bench::median(&raw));
+        let each: Vec<String> = agent
+            .iter()
+            .zip(&raw)
+            .map(|(a, b)| format!("{:.0}/{:.0}", a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3))
+            .collect();
         println!(
-            "{n:<6} {:>28} {:>28} {ratio:>7.2}x",
-            ms(agent_time),
-            ms(raw)
+            "{n:<6} {:>28} {:>28} {:>7.2}x   [{}]",
+            ms(a),
+            ms(b),
+            a.as_secs_f64() / b.as_secs_f64(),
+            each.join(" ")
         );
-
-        if i == ns.len() - 1 {
-            let pid = dev.agent.id();
-            let (t0, _) = proc_stat(pid);
-            let window = Duration::from_secs(10);
-            tokio::time::sleep(window).await;
-            let (t1, rss) = proc_stat(pid);
-            let hz = 100.0;
-            let cpu = (t1 - t0) as f64 / hz / window.as_secs_f64() * 100.0;
-            idle = Some((n, rss, cpu));
-        }
-        // Remove the apps through the agent, then stop everything.
-        dev.write_config(3, "")?;
-        dev.wait("apps removed", |l| l.is_empty()).await?;
-        dev.stop();
     }
     if let Some((n, rss, cpu)) = idle {
         println!("outpostd at idle with {n} apps (10 s window): RSS {:.1} MiB, CPU {cpu:.2}% of one core", rss as f64 / 1024.0);
     }
     push_latency(&bin, images, 20).await
+}
+
+/// One round on a fresh device: the time from the config write to `n`
+/// apps RUNNING; with `idle`, also the agent's RSS and CPU over 10 s with
+/// the apps running.
+async fn agent_round(
+    bin: &Path,
+    images: &Path,
+    n: usize,
+    round: u32,
+    idle: bool,
+) -> Result<(Duration, Option<(usize, u64, f64)>)> {
+    let dev = Device::start(bin, images, None)?;
+    dev.wait("agent up", |_| true).await?;
+    while dev
+        .admin
+        .get::<serde_json::Value>("/v1/info")
+        .await
+        .map(|r| r.is_err())
+        .unwrap_or(true)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let salt = format!("{:08x}", std::process::id() + round);
+    let body: String = (1..=n).map(|k| app_yaml(&salt, k)).collect();
+    let t = Instant::now();
+    dev.write_config(2, &body)?;
+    dev.wait(&format!("{n} apps RUNNING"), |l| {
+        l.iter().filter(|a| a.state == SwState::Running).count() == n
+    })
+    .await?;
+    let took = t.elapsed();
+    let mut usage = None;
+    if idle {
+        let pid = dev.agent.id();
+        let (t0, _) = proc_stat(pid);
+        let window = Duration::from_secs(10);
+        tokio::time::sleep(window).await;
+        let (t1, rss) = proc_stat(pid);
+        let hz = 100.0;
+        let cpu = (t1 - t0) as f64 / hz / window.as_secs_f64() * 100.0;
+        usage = Some((n, rss, cpu));
+    }
+    // Remove the apps through the agent, then stop everything.
+    dev.write_config(3, "")?;
+    dev.wait("apps removed", |l| l.is_empty()).await?;
+    dev.stop();
+    Ok((took, usage))
 }
 
 impl Device {

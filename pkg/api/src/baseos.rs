@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::duration_text;
-use crate::validate::Problem;
+use crate::duration_text;
+use crate::problem::Problem;
 
 /// Bounds of the test window (EVE's `timer.test.baseimage.update`: 30-3600 s).
 pub const TEST_WINDOW_RANGE: (Duration, Duration) =

@@ -58,6 +58,25 @@ pub struct RegisterResponse {
     pub cert_pem: String,
 }
 
+/// `POST /api/v1/devices/<uuid>/cert`, authenticated by the device's
+/// current certificate: a new certificate for the key of `csr_pem` (the
+/// same key, or a new one that replaces it from then on).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// A PKCS#10 certificate signing request (PEM) for the key to certify.
+    pub csr_pem: String,
+}
+
+/// Answer to [`RenewRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewResponse {
+    /// The new device certificate (PEM).
+    pub cert_pem: String,
+    /// Its expiry (RFC 3339).
+    pub not_after: String,
+}
+
 /// A signed object: `signature` is over the exact `payload` bytes (after
 /// base64 decoding), made by the certificate whose DER SHA-256 is `signer`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

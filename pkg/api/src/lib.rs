@@ -17,12 +17,16 @@
 //!   and its users in error.
 
 pub mod baseos;
+pub mod clock;
 pub mod cloud;
 pub mod config;
+pub mod duration_text;
 pub mod network;
 pub mod parse;
+mod problem;
 pub mod reference;
 pub mod registry;
+mod secret;
 pub mod service;
 pub mod status;
 #[cfg(test)]
@@ -34,6 +38,7 @@ pub mod validate_size;
 pub mod yaml;
 
 pub use baseos::BaseOsConfig;
+pub use clock::Clock;
 pub use config::{
     AppConfig, CpuSet, DeviceConfig, Resources, RestartMode, RestartPolicy, RuntimeClass, Secret,
     VncConfig, VolumeMount,

@@ -53,7 +53,7 @@ struct Parts<'a> {
 
 fn bad(reference: &str, problem: &str) -> ReferenceError {
     ReferenceError {
-        reference: crate::validate::clip(reference, 256),
+        reference: crate::problem::clip(reference, 256),
         problem: problem.to_owned(),
     }
 }

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
-use crate::validate::Problem;
+use crate::problem::Problem;
+use crate::secret::Secret;
 
 /// How to reach one registry (`host[:port]` as written in image references).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

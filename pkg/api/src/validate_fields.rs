@@ -5,7 +5,7 @@
 //! numbers whose byte or microsecond values overflow.
 
 use crate::config::AppConfig;
-use crate::validate::{quoted, Problem};
+use crate::problem::{clip, quoted, Problem};
 
 /// Largest memory limit accepted for an app, in KiB: 1 TiB. Its value in
 /// bytes (× 1024) fits an `i64`, as the OCI spec's `memory.limit` needs.
@@ -55,7 +55,7 @@ pub fn validate_fields(app: &AppConfig, p: &str, out: &mut Vec<Problem>) {
 /// An env name as a problem path shows it: escaped (`A\nB`), cut.
 pub fn env_name_shown(name: &str) -> String {
     let escaped: String = name.escape_debug().collect();
-    crate::validate::clip(&escaped, crate::validate_size::MAX_ENV_NAME_BYTES)
+    clip(&escaped, crate::validate_size::MAX_ENV_NAME_BYTES)
 }
 
 /// Why `dir` cannot be a mount point in an app, if it cannot: it must be

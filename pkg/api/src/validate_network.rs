@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use crate::config::DeviceConfig;
 use crate::network::{NetworkConfig, NetworkKind};
-use crate::validate::{is_uuid, Problem};
+use crate::problem::{is_uuid, Problem};
 
 /// Longest host interface name Linux accepts (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;

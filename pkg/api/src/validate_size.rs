@@ -11,7 +11,7 @@
 //! bytes, more than the limit of 32768`) before the whole-entry bound does.
 
 use crate::config::AppConfig;
-use crate::validate::{clip, Problem};
+use crate::problem::{clip, Problem};
 
 /// Largest app entry, measured as its JSON encoding: 128 KiB.
 pub const MAX_APP_ENTRY_BYTES: usize = 128 * 1024;

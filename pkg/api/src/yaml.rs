@@ -242,7 +242,7 @@ impl Check<'_> {
                         let (line, column) = at(m);
                         let (first_line, first_column) = at(first);
                         return Err(YamlError::DuplicateKey {
-                            key: crate::validate::clip(k, 64),
+                            key: crate::problem::clip(k, 64),
                             line,
                             column,
                             first_line,

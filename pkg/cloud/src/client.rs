@@ -1,16 +1,38 @@
 //! HTTPS client of the controller API (`docs/api.md`).
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use outpost_api::cloud::{
     ApiError, CertsResponse, DeviceInfo, DeviceMetrics, LogAck, RegisterRequest, RegisterResponse,
-    SignedEnvelope, API_PREFIX, BATCH_HEADER,
+    RenewRequest, RenewResponse, SignedEnvelope, API_PREFIX, BATCH_HEADER,
 };
+use outpost_api::Clock;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use reqwest::{Response, StatusCode};
 
 use crate::error::{chain, CloudError};
-use crate::tls::client_config;
+use crate::tls::client_config_with;
+
+fn build_http(
+    root_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+    opts: &ClientOptions,
+) -> Result<reqwest::Client, CloudError> {
+    let tls = client_config_with(root_pem, identity, &opts.clock)?;
+    let mut b = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(Duration::from_secs(10))
+        // The controller closes connections idle for 10 s (its header
+        // deadline); never reuse one that may be closing.
+        .pool_idle_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .user_agent(concat!("outpost/", env!("CARGO_PKG_VERSION")));
+    if !opts.reuse_connections {
+        b = b.pool_max_idle_per_host(0);
+    }
+    b.build().map_err(|e| CloudError::Tls(chain(&e)))
+}
 
 #[path = "download.rs"]
 mod download;
@@ -42,12 +64,35 @@ pub enum Poll {
     Empty,
 }
 
-/// A controller client with one TLS identity.
+/// How a [`Client`] checks time and keeps connections.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// The clock of the server certificate's validity check.
+    pub clock: Clock,
+    /// Keep idle connections for the next request (off: every request
+    /// makes a new TLS handshake, as a test of validity at each step needs).
+    pub reuse_connections: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            clock: Clock::system(),
+            reuse_connections: true,
+        }
+    }
+}
+
+/// A controller client with one TLS identity, replaceable in place
+/// ([`Client::set_identity`]: every clone uses the new one from its next
+/// request on, a request under way finishes on its connection).
 #[derive(Clone, Debug)]
 pub struct Client {
     server: String,
     base: String,
-    http: reqwest::Client,
+    root_pem: Arc<[u8]>,
+    opts: ClientOptions,
+    http: Arc<RwLock<reqwest::Client>>,
 }
 
 impl Client {
@@ -58,22 +103,60 @@ impl Client {
         root_pem: &[u8],
         identity: Option<(&[u8], &[u8])>,
     ) -> Result<Self, CloudError> {
-        let tls = client_config(root_pem, identity)?;
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(Duration::from_secs(10))
-            // The controller closes connections idle for 10 s (its header
-            // deadline); never reuse one that may be closing.
-            .pool_idle_timeout(Duration::from_secs(5))
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .user_agent(concat!("outpost/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| CloudError::Tls(chain(&e)))?;
+        Self::with_options(server, root_pem, identity, ClientOptions::default())
+    }
+
+    /// [`Client::new`] with `opts`.
+    pub fn with_options(
+        server: &str,
+        root_pem: &[u8],
+        identity: Option<(&[u8], &[u8])>,
+        opts: ClientOptions,
+    ) -> Result<Self, CloudError> {
+        let http = build_http(root_pem, identity, &opts)?;
         Ok(Client {
             server: server.to_owned(),
             base: format!("https://{server}{API_PREFIX}"),
-            http,
+            root_pem: root_pem.into(),
+            opts,
+            http: Arc::new(RwLock::new(http)),
         })
+    }
+
+    /// Presents `cert_pem` + `key_pem` from the next request on (a renewed
+    /// certificate): the TLS configuration is rebuilt, nothing restarts.
+    pub fn set_identity(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), CloudError> {
+        let http = build_http(&self.root_pem, Some((cert_pem, key_pem)), &self.opts)?;
+        *self.http.write().unwrap_or_else(|e| e.into_inner()) = http;
+        Ok(())
+    }
+
+    /// The clock of validity checks.
+    pub fn clock(&self) -> &Clock {
+        &self.opts.clock
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `POST /devices/<uuid>/cert`: a new certificate for the CSR's key,
+    /// authenticated by the current device certificate.
+    pub async fn renew_cert(
+        &self,
+        uuid: &str,
+        req: &RenewRequest,
+    ) -> Result<RenewResponse, CloudError> {
+        let r = self
+            .http()
+            .post(format!("{}/devices/{uuid}/cert", self.base))
+            .json(req)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let r = self.check("POST cert", r).await?;
+        self.json("POST cert", r, MAX_SMALL_BODY_BYTES).await
     }
 
     /// `host:port`.
@@ -150,7 +233,7 @@ impl Client {
     /// `GET /ping`.
     pub async fn ping(&self) -> Result<(), CloudError> {
         let r = self
-            .http
+            .http()
             .get(format!("{}/ping", self.base))
             .timeout(Duration::from_secs(15))
             .send()
@@ -162,7 +245,7 @@ impl Client {
     /// `GET /certs`: the signing certificate, PEM.
     pub async fn signing_cert(&self) -> Result<String, CloudError> {
         let r = self
-            .http
+            .http()
             .get(format!("{}/certs", self.base))
             .timeout(Duration::from_secs(30))
             .send()
@@ -173,10 +256,43 @@ impl Client {
         Ok(c.signing_cert_pem)
     }
 
+    /// `GET /certs/<fingerprint>`: a signing certificate an envelope names
+    /// (current, or retired by a rotation and still inside its overlap).
+    pub async fn signing_cert_by_fingerprint(&self, fp: &str) -> Result<String, CloudError> {
+        let what = format!("GET /certs/{fp}");
+        let r = self
+            .http()
+            .get(format!("{}/certs/{fp}", self.base))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let r = self.check(&what, r).await?;
+        let c: CertsResponse = self.json(&what, r, MAX_SMALL_BODY_BYTES).await?;
+        Ok(c.signing_cert_pem)
+    }
+
+    /// Makes sure `verifier` knows the signer `fp` an envelope names:
+    /// fetches it by fingerprint when unknown (a device offline during a
+    /// signing-key rotation meets the new signer this way) and checks it
+    /// chains to the root with code signing. `Ok(true)`: newly learnt.
+    pub async fn learn_signer(
+        &self,
+        verifier: &mut crate::verify::Verifier,
+        fp: &str,
+    ) -> Result<bool, CloudError> {
+        if verifier.knows(fp) {
+            return Ok(false);
+        }
+        let pem = self.signing_cert_by_fingerprint(fp).await?;
+        verifier.add_signer(fp, pem.as_bytes())?;
+        Ok(true)
+    }
+
     /// `POST /register` (with the onboarding identity).
     pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, CloudError> {
         let r = self
-            .http
+            .http()
             .post(format!("{}/register", self.base))
             .json(req)
             .timeout(Duration::from_secs(30))
@@ -196,7 +312,7 @@ impl Client {
         wait: Duration,
     ) -> Result<Poll, CloudError> {
         let mut req = self
-            .http
+            .http()
             .get(format!(
                 "{}/devices/{uuid}/config?wait={}",
                 self.base,
@@ -226,7 +342,7 @@ impl Client {
     /// `POST /devices/<uuid>/info`.
     pub async fn post_info(&self, uuid: &str, info: &DeviceInfo) -> Result<(), CloudError> {
         let r = self
-            .http
+            .http()
             .post(format!("{}/devices/{uuid}/info", self.base))
             .json(info)
             .timeout(Duration::from_secs(30))
@@ -239,7 +355,7 @@ impl Client {
     /// `POST /devices/<uuid>/metrics`.
     pub async fn post_metrics(&self, uuid: &str, m: &DeviceMetrics) -> Result<(), CloudError> {
         let r = self
-            .http
+            .http()
             .post(format!("{}/devices/{uuid}/metrics", self.base))
             .json(m)
             .timeout(Duration::from_secs(30))
@@ -257,7 +373,7 @@ impl Client {
         gzipped: Vec<u8>,
     ) -> Result<LogAck, CloudError> {
         let r = self
-            .http
+            .http()
             .post(format!("{}/devices/{uuid}/logs", self.base))
             .header(CONTENT_TYPE, "application/x-ndjson")
             .header(CONTENT_ENCODING, "gzip")

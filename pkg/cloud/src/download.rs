@@ -24,7 +24,7 @@ impl Client {
         let what = format!("GET {path}");
         let r = tokio::time::timeout(
             stall,
-            self.http
+            self.http()
                 .get(format!("https://{}{path}", self.server))
                 .send(),
         )

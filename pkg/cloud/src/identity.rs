@@ -109,6 +109,9 @@ impl IdentityStore {
     /// The saved identity, if this device registered with `server` before
     /// (registering with another controller starts over).
     pub fn load(&self, server: &str) -> Result<Option<DeviceIdentity>, CloudError> {
+        if self.dir.exists() {
+            self.finish_pending_key()?;
+        }
         let jp = self.dir.join(DEVICE_JSON);
         let json = match std::fs::read(&jp) {
             Ok(j) => j,

@@ -16,14 +16,16 @@ pub mod client;
 pub mod error;
 pub mod identity;
 pub mod logq;
+pub mod renew;
 pub mod tls;
 pub mod verify;
 
 pub use backoff::Backoff;
 pub use batcher::Batcher;
 pub use bundle::Bundle;
-pub use client::{Client, Download, Poll};
+pub use client::{Client, ClientOptions, Download, Poll};
 pub use error::CloudError;
 pub use identity::{DeviceIdentity, IdentityStore};
 pub use logq::LogQueue;
+pub use renew::CertValidity;
 pub use verify::{Opened, Verifier};

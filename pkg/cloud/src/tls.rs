@@ -3,11 +3,73 @@
 
 use std::sync::Arc;
 
+use outpost_api::Clock;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::CloudError;
+
+/// `clock`'s time for rustls and webpki.
+pub fn unix_time(clock: &Clock) -> UnixTime {
+    UnixTime::since_unix_epoch(
+        clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+/// webpki's server verifier (the root CA is the only anchor) checking
+/// validity at the clock's time instead of the `now` rustls passes.
+#[derive(Debug)]
+struct ClockedServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    clock: Clock,
+}
+
+impl ServerCertVerifier for ClockedServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            unix_time(&self.clock),
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
 
 /// The crypto provider used everywhere (the one reqwest's rustls uses).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -31,16 +93,34 @@ pub fn client_config(
     root_pem: &[u8],
     client: Option<(&[u8], &[u8])>,
 ) -> Result<ClientConfig, CloudError> {
+    client_config_with(root_pem, client, &Clock::system())
+}
+
+/// [`client_config`] checking the server certificate's validity at
+/// `clock`'s time.
+pub fn client_config_with(
+    root_pem: &[u8],
+    client: Option<(&[u8], &[u8])>,
+    clock: &Clock,
+) -> Result<ClientConfig, CloudError> {
     let mut roots = RootCertStore::empty();
     for c in certs_from_pem(root_pem, "root certificate")? {
         roots
             .add(c)
             .map_err(|e| CloudError::Tls(format!("root certificate: {e}")))?;
     }
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| CloudError::Tls(format!("server verifier: {e}")))?;
+    let verifier = Arc::new(ClockedServerVerifier {
+        inner: webpki,
+        clock: clock.clone(),
+    });
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| CloudError::Tls(e.to_string()))?
-        .with_root_certificates(roots);
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
     let mut cfg = match client {
         None => builder.with_no_client_auth(),
         Some((cert_pem, key_pem)) => {

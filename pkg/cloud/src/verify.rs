@@ -5,7 +5,8 @@
 
 use base64::Engine as _;
 use outpost_api::cloud::{ConfigPayload, SignedEnvelope, ALG_ECDSA_P256_SHA256};
-use rustls::pki_types::{CertificateDer, UnixTime};
+use outpost_api::Clock;
+use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
 use crate::error::CloudError;
@@ -29,15 +30,27 @@ pub struct Opened {
 #[derive(Clone, Debug)]
 pub struct Verifier {
     roots: Vec<CertificateDer<'static>>,
-    signing: Option<(CertificateDer<'static>, String)>,
+    /// Known signing certificates and their fingerprints, newest last (at
+    /// most [`MAX_SIGNERS`]: a rotation adds one).
+    signing: Vec<(CertificateDer<'static>, String)>,
+    clock: Clock,
 }
+
+/// Signing certificates a [`Verifier`] keeps (the oldest goes first).
+pub const MAX_SIGNERS: usize = 8;
 
 impl Verifier {
     /// Trusting only `root_pem`.
     pub fn new(root_pem: &[u8]) -> Result<Self, CloudError> {
+        Self::with_clock(root_pem, Clock::system())
+    }
+
+    /// Trusting only `root_pem`, checking validity at `clock`'s time.
+    pub fn with_clock(root_pem: &[u8], clock: Clock) -> Result<Self, CloudError> {
         Ok(Verifier {
             roots: certs_from_pem(root_pem, "root certificate")?,
-            signing: None,
+            signing: Vec::new(),
+            clock,
         })
     }
 
@@ -50,13 +63,38 @@ impl Verifier {
             .expect("non-empty");
         self.check_chain(&cert)?;
         let fp = hex::encode(Sha256::digest(cert.as_ref()));
-        self.signing = Some((cert, fp));
+        self.signing.retain(|(_, f)| f != &fp);
+        self.signing.push((cert, fp));
+        let excess = self.signing.len().saturating_sub(MAX_SIGNERS);
+        self.signing.drain(..excess);
         Ok(())
+    }
+
+    /// Takes a signing certificate fetched for the fingerprint `fp` an
+    /// envelope named: it must be that certificate and pass the checks of
+    /// [`Verifier::set_signing_cert`].
+    pub fn add_signer(&mut self, fp: &str, pem: &[u8]) -> Result<(), CloudError> {
+        let cert = certs_from_pem(pem, "signing certificate")?
+            .into_iter()
+            .next()
+            .expect("non-empty");
+        let got = hex::encode(Sha256::digest(cert.as_ref()));
+        if !got.eq_ignore_ascii_case(fp) {
+            return Err(CloudError::Signature(format!(
+                "asked for signing certificate {fp}, got {got}"
+            )));
+        }
+        self.set_signing_cert(pem)
     }
 
     /// Whether a signing certificate is known.
     pub fn has_signing_cert(&self) -> bool {
-        self.signing.is_some()
+        !self.signing.is_empty()
+    }
+
+    /// Whether the signing certificate with fingerprint `fp` is known.
+    pub fn knows(&self, fp: &str) -> bool {
+        self.signing.iter().any(|(_, f)| f.eq_ignore_ascii_case(fp))
     }
 
     fn check_chain(&self, cert: &CertificateDer<'static>) -> Result<(), CloudError> {
@@ -73,7 +111,7 @@ impl Verifier {
             crate::tls::provider().signature_verification_algorithms.all,
             &anchors,
             &[],
-            UnixTime::now(),
+            crate::tls::unix_time(&self.clock),
             webpki::KeyUsage::required(EKU_CODE_SIGNING),
             None,
             None,
@@ -88,21 +126,27 @@ impl Verifier {
 
     /// Verifies `env` and decodes its payload.
     pub fn open(&self, env: &SignedEnvelope) -> Result<Opened, CloudError> {
-        let Some((cert, fp)) = &self.signing else {
+        if self.signing.is_empty() {
             return Err(CloudError::Signature(
                 "no signing certificate known yet".into(),
             ));
+        }
+        let Some((cert, _)) = self
+            .signing
+            .iter()
+            .find(|(_, f)| f.eq_ignore_ascii_case(&env.signer))
+        else {
+            let known: Vec<&str> = self.signing.iter().map(|(_, f)| f.as_str()).collect();
+            return Err(CloudError::Signature(format!(
+                "signed by certificate {} but the known signing certificates are {}",
+                env.signer,
+                known.join(", ")
+            )));
         };
         if env.alg != ALG_ECDSA_P256_SHA256 {
             return Err(CloudError::Signature(format!(
                 "algorithm {:?} is not {ALG_ECDSA_P256_SHA256}",
                 env.alg
-            )));
-        }
-        if !env.signer.eq_ignore_ascii_case(fp) {
-            return Err(CloudError::Signature(format!(
-                "signed by certificate {} but the controller's signing certificate is {fp}",
-                env.signer
             )));
         }
         // The certificate may have expired since it was fetched.

@@ -36,6 +36,7 @@
 //! | `ca.cert.pem`, `ca.key.pem` | root CA: the devices' only trust anchor; signs every other certificate |
 //! | `server.cert.pem`, `server.key.pem` | TLS server certificate (leaf first, then any intermediates), serverAuth, SANs = host of `--server` + every `--name` |
 //! | `signing.cert.pem`, `signing.key.pem` | config signing certificate, codeSigning (what `GET /api/v1/certs` returns) |
+//! | `signing-retired.json` | signing certificates replaced by `signing rotate`, served by fingerprint until their overlap ends |
 //! | `onboard.cert.pem`, `onboard.key.pem` | onboarding certificate, clientAuth (copied into the bundle) |
 //! | `controller.redb` | devices, onboarding list, configs, info, metrics, logs, settings |
 //! | `admin.sock` | admin API (0600), present while `serve` runs |
@@ -49,12 +50,17 @@
 //! by the same CA with [`pki::Ca::issue`], say) and restart the server.
 //!
 //! # Current limitations
-//! * No certificate revocation list: deleting a device is what revokes its
-//!   certificates (they get 401). A device may hold up to four valid
-//!   certificates for its key at once (each registration issues one).
-//! * No key rotation command: the CA, server, signing and onboarding
-//!   certificates live 10 years; device certificates one year, renewed by
-//!   registering again with the same key.
+//! * Device certificates (`docs/certificates.md`, [`certs`]): the agent
+//!   renews at 2/3 of their lifetime (`serve --device-cert-lifetime`,
+//!   default one year), re-registers with the onboarding certificate after
+//!   expiry; `device revoke` refuses a device on every request and replica.
+//!   There is no CRL/OCSP: revocation lives in the store, which every
+//!   replica reads. A device may hold up to four valid certificates for
+//!   its key at once.
+//! * `signing rotate` replaces the config-signing key (the old certificate
+//!   stays served for an overlap); `serve` reads the signing files at start
+//!   (restart it). No rotation command for the CA, server and onboarding
+//!   certificates (10 years).
 //! * Every upload is its own durable (fsync) transaction; with many
 //!   devices sending small log batches the disk's fsync rate is the bound.
 //! * On PostgreSQL, `device logs -f` is woken by uploads stored through the
@@ -72,6 +78,7 @@
 pub mod admin;
 pub mod baseos;
 pub mod bootstrap;
+pub mod certs;
 pub mod console;
 pub mod db;
 pub mod document;

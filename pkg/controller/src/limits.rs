@@ -116,6 +116,10 @@ counters! {
     admin_auth_refused,
     /// Web console sessions dropped to stay within the session bound.
     console_sessions_evicted,
+    /// Device certificates renewed (`POST /devices/<uuid>/cert`).
+    certs_renewed,
+    /// Device requests refused because the device is revoked.
+    revoked_refused,
 }
 
 /// Resolves once `stop` is (or becomes) `true`, or its sender is gone.

@@ -59,6 +59,10 @@ enum Command {
         /// redb file; any number of `serve` replicas may share it.
         #[arg(long, env = "OUTPOST_CONTROLLER_DATABASE")]
         database: Option<String>,
+        /// Lifetime of the device certificates issued from now on
+        /// (`1h`, `30d`, `1y`, …); devices renew at about 2/3 of it.
+        #[arg(long, default_value = "1y", value_parser = outpost_controller::certs::parse_duration)]
+        device_cert_lifetime: std::time::Duration,
         /// Largest base OS artifact `base-os publish` takes, bytes.
         #[arg(long, default_value_t = outpost_controller::Limits::default().max_base_os_bytes)]
         base_os_max_bytes: u64,
@@ -70,6 +74,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: cli::TokenCommand,
+    },
+    /// Config-signing certificate (works on the state dir; restart `serve`).
+    Signing {
+        #[command(subcommand)]
+        command: SigningCommand,
     },
     /// Manage devices (talks to the running server).
     Device {
@@ -94,6 +103,17 @@ enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SigningCommand {
+    /// Make a new signing key and certificate; configs set from then on are
+    /// signed with it, the old certificate stays served for the overlap.
+    Rotate {
+        /// How long devices can still fetch the old certificate (`30d`, …).
+        #[arg(long, default_value = "30d", value_parser = outpost_controller::certs::parse_duration)]
+        overlap: std::time::Duration,
     },
 }
 
@@ -140,6 +160,7 @@ impl Command {
                 open_onboarding,
                 admin_listen,
                 database,
+                device_cert_lifetime,
                 base_os_max_bytes,
                 base_os_keep,
             } => cli::Action::Serve {
@@ -147,9 +168,13 @@ impl Command {
                 open_onboarding,
                 admin_listen,
                 database,
+                device_cert_lifetime,
                 base_os: (base_os_max_bytes, base_os_keep),
             },
             Command::Token { command } => cli::Action::Token(command),
+            Command::Signing {
+                command: SigningCommand::Rotate { overlap },
+            } => cli::Action::SigningRotate { overlap },
             Command::Device { command } => cli::Action::Device(command),
             Command::BaseOs { command } => cli::Action::BaseOs(command),
             Command::SignBootstrap { file, output } => cli::Action::SignBootstrap { file, output },

@@ -26,7 +26,8 @@ use crate::layout::{self, StateDir};
 pub const CA_DAYS: i64 = 3650;
 /// Lifetime of the server, signing and onboarding certificates.
 pub const SERVICE_CERT_DAYS: i64 = 3650;
-/// Lifetime of a device certificate (a device renews it by registering again).
+/// Default lifetime of a device certificate (`serve --device-cert-lifetime`;
+/// devices renew at about two thirds of it, `docs/certificates.md`).
 pub const DEVICE_CERT_DAYS: i64 = 365;
 /// How far back `not_before` is set, for devices whose clock is a bit behind.
 const BACKDATE: Duration = Duration::hours(1);
@@ -48,10 +49,16 @@ pub struct Validity {
 impl Validity {
     /// From an hour ago to `days` from now.
     pub fn days_from_now(days: i64) -> Self {
-        let now = OffsetDateTime::now_utc();
+        Self::starting(OffsetDateTime::now_utc(), Duration::days(days))
+    }
+
+    /// From a little before `now` (an hour, or a quarter of a shorter
+    /// lifetime: for devices whose clock is a bit behind) to `lifetime`
+    /// after it.
+    pub fn starting(now: OffsetDateTime, lifetime: Duration) -> Self {
         Validity {
-            not_before: now - BACKDATE,
-            not_after: now + Duration::days(days),
+            not_before: now - BACKDATE.min(lifetime / 4),
+            not_after: now + lifetime,
         }
     }
 }
@@ -78,6 +85,10 @@ pub struct Issued {
     pub cert_der: Vec<u8>,
     /// PKCS#8 key, PEM (empty for a certificate issued from a CSR).
     pub key_pem: String,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// Serial number, lowercase hex.
+    pub serial: String,
 }
 
 impl Issued {
@@ -213,6 +224,11 @@ impl Ca {
         validity: Validity,
     ) -> Result<Issued> {
         let params = leaf_params(leaf, validity)?;
+        let serial = params
+            .serial_number
+            .as_ref()
+            .map(|s| hex::encode(s.as_ref()))
+            .unwrap_or_default();
         let cert = params
             .signed_by(public_key, &self.issuer)
             .map_err(ControllerError::pki(format!(
@@ -222,6 +238,8 @@ impl Ca {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
             key_pem: String::new(),
+            not_after: validity.not_after,
+            serial,
         })
     }
 }
@@ -244,12 +262,12 @@ impl DeviceCsr {
         hex::encode(self.params.public_key.der_bytes())
     }
 
-    /// Issues the device certificate for this CSR's key.
-    pub fn issue(&self, ca: &Ca, uuid: &str) -> Result<Issued> {
+    /// Issues the device certificate for this CSR's key, valid for `validity`.
+    pub fn issue(&self, ca: &Ca, uuid: &str, validity: Validity) -> Result<Issued> {
         ca.issue_for(
             &Leaf::Device(uuid.to_owned()),
             &self.params.public_key,
-            Validity::days_from_now(DEVICE_CERT_DAYS),
+            validity,
         )
     }
 }

@@ -269,10 +269,10 @@ async fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     let applied = pg
         .psql(
             "outpost",
-            "SELECT string_agg(version || ':' || name, ',') FROM schema_migrations",
+            "SELECT string_agg(version || ':' || name, ',' ORDER BY version) FROM schema_migrations",
         )
         .unwrap();
-    assert_eq!(applied, "1:initial,2:base_os");
+    assert_eq!(applied, "1:initial,2:revocation,3:base_os");
     pg.psql(
         "outpost",
         "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')",
@@ -280,7 +280,10 @@ async fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     .unwrap();
     let err = open(url.clone()).await.unwrap().unwrap_err().to_string();
     assert!(
-        err.contains("schema version 99, newer than this binary's 2"),
+        err.contains(&format!(
+            "schema version 99, newer than this binary's {}",
+            outpost_controller::store::pg::SCHEMA_VERSION
+        )),
         "{err}"
     );
     assert!(!err.contains("password"), "{err}");

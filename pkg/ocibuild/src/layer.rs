@@ -13,9 +13,9 @@ use std::path::Path;
 
 use flate2::{Compression, GzBuilder};
 
-use crate::def::{LayerDef, Mode};
 use crate::digest::HashWriter;
 use crate::error::{Error, Result};
+use crate::layer_def::{LayerDef, Mode};
 use crate::random::SplitMix64;
 
 /// gzip level used for every layer (flate2's default, 6).

@@ -105,12 +105,13 @@ mod def;
 mod digest;
 mod error;
 mod layer;
+mod layer_def;
 mod layout;
 mod random;
 
 pub use archive::write_archive;
 pub use build::{build, build_all, BuiltImage, LayerInfo};
-pub use def::{ConfigDef, FileDef, ImageDef, LayerDef, LinkDef, Mode, RandomDef, WriteDef};
+pub use def::{big_image, ConfigDef, ImageDef};
 pub use error::{Error, Result};
+pub use layer_def::{FileDef, LayerDef, LinkDef, Mode, RandomDef, WriteDef};
 pub use layout::{JsonBlob, OciLayout};
-pub use random::big_image;

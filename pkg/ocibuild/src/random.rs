@@ -2,29 +2,6 @@
 //! images that must still be reproducible).
 
 use std::io::{self, Read};
-use std::path::Path;
-
-use crate::def::ImageDef;
-use crate::error::Result;
-
-/// An image of about `mib` MiB: busybox (`sh`, `sleep`) plus four layers of
-/// deterministic random data (`/data/r0`…`r3`), running `cmd`. The large
-/// image that pull benchmarks and tests move through a registry.
-pub fn big_image(mib: u64, cmd: &[&str], origin: impl AsRef<Path>) -> Result<ImageDef> {
-    let per = mib * 1024 * 1024 / 4;
-    let mut yaml = String::from(
-        "name: big\nlayers:\n  - files:\n      - { from: /bin/busybox, to: /bin/busybox, mode: 0o755 }\n    busybox_applets: [sh, sleep]\n",
-    );
-    for i in 0..4 {
-        yaml += &format!(
-            "  - random:\n      - {{ path: /data/r{i}, size: {per}, seed: {} }}\n",
-            i + 1
-        );
-    }
-    let cmd: Vec<String> = cmd.iter().map(|c| format!("{c:?}")).collect();
-    yaml += &format!("config:\n  cmd: [{}]\n", cmd.join(", "));
-    ImageDef::from_yaml(&yaml, origin)
-}
 
 /// The `random:` byte stream: SplitMix64 seeded with `seed`, each output
 /// word written little-endian. Fixed forever: changing it changes digests.

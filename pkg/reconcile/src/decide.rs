@@ -9,9 +9,10 @@ use crate::diff;
 use crate::exited;
 use crate::history::{AppRecord, ErrorKind};
 use crate::observed::{pick_current, Observed, Phase};
-use crate::plan::AppStatusUpdate;
 use crate::policy::Tunables;
 use crate::severity::{age_error, set_error, Level, NewError};
+use crate::status::AppStatusUpdate;
+use crate::step::{waiting, Step};
 
 /// What the planner decided for one desired app.
 pub(crate) struct Decision {
@@ -23,38 +24,6 @@ pub(crate) struct Decision {
     pub status: AppStatusUpdate,
     /// When a pending backoff ends, if the app waits for one.
     pub wake_at_ms: Option<u64>,
-}
-
-/// The outcome of one branch of the decision.
-pub(crate) struct Step {
-    /// The start-type action, if any.
-    pub action: Option<Action>,
-    /// State to report.
-    pub state: SwState,
-    /// When to plan again for this app.
-    pub wake: Option<u64>,
-    /// Status notes.
-    pub notes: Vec<String>,
-}
-
-impl Step {
-    /// A step reporting `state`, with `action` if any.
-    pub fn new(action: Option<Action>, state: SwState) -> Self {
-        Step {
-            action,
-            state,
-            wake: None,
-            notes: Vec::new(),
-        }
-    }
-
-    /// No action before `until`.
-    pub fn waiting(state: SwState, until: u64) -> Self {
-        Step {
-            wake: Some(until),
-            ..Step::new(None, state)
-        }
-    }
 }
 
 /// Decides for `app`, given its containers (`mine`) and its record, which
@@ -132,11 +101,6 @@ fn halt(o: &Observed) -> Action {
         uuid: o.uuid.clone(),
         task_id: o.task_id.clone(),
     }
-}
-
-/// The earliest start time, when it is still ahead.
-pub(crate) fn waiting(rec: &AppRecord, now_ms: u64) -> Option<u64> {
-    rec.next_start_ms.filter(|at| *at > now_ms)
 }
 
 fn active(

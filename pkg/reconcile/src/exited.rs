@@ -5,12 +5,12 @@ use outpost_api::{AppConfig, RestartMode, RestartPolicy, SwState};
 
 use crate::action::Action;
 use crate::clock::rfc3339;
-use crate::decide::{waiting, Step};
 use crate::diff::who;
 use crate::history::{AppRecord, ErrorKind};
 use crate::observed::Observed;
 use crate::policy::{count_exit, wants_restart, Tunables, Verdict};
 use crate::severity::{set_error, Level, NewError};
+use crate::step::{waiting, Step};
 
 /// The restart policy on a stopped task.
 pub(crate) fn stopped(

@@ -5,7 +5,7 @@
 
 use outpost_api::{AppConfig, SwState};
 
-use crate::plan::AppStatusUpdate;
+use crate::status::AppStatusUpdate;
 
 /// The config in effect, as far as promotion cares.
 #[derive(Clone, Copy, Debug)]

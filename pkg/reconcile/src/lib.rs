@@ -147,6 +147,8 @@ mod outcome;
 mod plan;
 mod policy;
 mod severity;
+mod status;
+mod step;
 mod waves;
 
 pub use action::{Action, ActionKind};
@@ -160,6 +162,7 @@ pub use local::{local_override_note, with_local_activate, with_local_counters, L
 pub use networks::{plan_networks, NetworkInput, NetworkPlan};
 pub use observed::{Observed, Phase};
 pub use outcome::{record_failure_of, record_outcome, record_permanent_failure};
-pub use plan::{plan, AppStatusUpdate, Input, Plan};
+pub use plan::{plan, Input, Plan};
 pub use policy::{wants_restart, Tunables};
+pub use status::AppStatusUpdate;
 pub use waves::Waves;

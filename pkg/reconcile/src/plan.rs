@@ -3,8 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use outpost_api::{AppConfig, BackoffStatus, ErrorDescription, RejectedApp, SwState};
-use serde::{Deserialize, Serialize};
+use outpost_api::{AppConfig, RejectedApp, SwState};
 
 use crate::action::{Action, ActionKind};
 use crate::decide::desired_app;
@@ -12,6 +11,7 @@ use crate::history::{AppRecord, ErrorKind, History};
 use crate::observed::{pick_current, Observed};
 use crate::policy::Tunables;
 use crate::severity::{set_error, Level, NewError};
+use crate::status::AppStatusUpdate;
 
 /// Everything a plan depends on; `now_ms` is the injected clock (Unix ms).
 #[derive(Clone, Copy, Debug)]
@@ -46,25 +46,6 @@ pub struct Plan {
     /// Outpost addition: device-level notes, e.g. removals held back because
     /// a rejected entry has no readable UUID.
     pub warnings: Vec<String>,
-}
-
-/// The planner's part of an app's status (the agent adds names, task
-/// details and metrics).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppStatusUpdate {
-    /// App UUID.
-    pub uuid: String,
-    /// State as of this plan (see the crate doc for transitional states).
-    pub state: SwState,
-    /// Current error, if any.
-    pub error: Option<ErrorDescription>,
-    /// Restart-policy backoff, while the policy is counting failures.
-    pub backoff: Option<BackoffStatus>,
-    /// Times (re)started since created.
-    pub restarts: u32,
-    /// Informational text: pending version, changes shadowed by an error,
-    /// a clean exit waiting for its restart, a rejected duplicate entry.
-    pub note: Option<String>,
 }
 
 /// Decides what to do to bring the device towards `input.desired`.

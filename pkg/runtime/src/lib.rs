@@ -36,6 +36,7 @@ pub mod runsc;
 pub mod services;
 pub mod spec;
 pub mod task;
+mod task_io;
 pub mod volume;
 
 pub use app::{CreatedApp, Runtime, TaskIo};

@@ -173,6 +173,13 @@ impl Store {
         self.write("a decision batch", |txn| self.apply(txn, &batch.ops))
     }
 
+    /// Records `raw` (at most [`MAX_CONFIG_BYTES`](crate::MAX_CONFIG_BYTES)) as
+    /// the last applied config. The store does not compare generations: the
+    /// config sources refuse replays before anything is applied.
+    pub fn save_applied_config(&self, raw: &[u8], generation: u64, now_ms: u64) -> Result<()> {
+        self.commit(Batch::new().config(raw, generation, now_ms))
+    }
+
     fn apply(&self, txn: &WriteTransaction, ops: &[Op]) -> Result<()> {
         let open = |name: &'static str| self.fail(move || format!("opening table {name}"));
         let mut checkpoints = txn

@@ -4,7 +4,6 @@
 
 use redb::{ReadableTable, Table};
 
-use crate::batch::Batch;
 use crate::error::Result;
 use crate::store::Store;
 use crate::tables::{self, APPLIED, KNOWN_GOOD};
@@ -47,13 +46,6 @@ fn get_checkpoint(
 }
 
 impl Store {
-    /// Records `raw` (at most [`MAX_CONFIG_BYTES`](crate::MAX_CONFIG_BYTES)) as
-    /// the last applied config. The store does not compare generations: the
-    /// config sources refuse replays before anything is applied.
-    pub fn save_applied_config(&self, raw: &[u8], generation: u64, now_ms: u64) -> Result<()> {
-        self.commit(Batch::new().config(raw, generation, now_ms))
-    }
-
     /// The last applied config, if one was saved.
     pub fn applied_config(&self) -> Result<Option<Checkpoint>> {
         self.checkpoint(APPLIED)

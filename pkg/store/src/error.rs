@@ -1,7 +1,7 @@
 //! The one error type of this crate: every variant names the store file and
 //! what was being done, so a log line is enough to act on.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Error returned by a migration function; the runner wraps it with the
 /// store path, the migration name and its versions.
@@ -168,3 +168,12 @@ pub enum StoreError {
 
 /// Result with [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Wraps a redb error with the store path and what was being done.
+pub(crate) fn redb_error(path: &Path, context: String, e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Redb {
+        path: path.to_path_buf(),
+        context,
+        source: Box::new(e.into()),
+    }
+}

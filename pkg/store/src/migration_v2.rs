@@ -20,24 +20,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use redb::{ReadableTable, TableDefinition, TableError, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use serde_json::Value;
 
 use crate::error::MigrationError;
-use crate::tables::APP_RECORDS;
-
-/// Schema 1: purge counter last applied per app (no longer kept).
-pub(crate) const PURGE_COUNTERS: TableDefinition<&str, u64> =
-    TableDefinition::new("applied_purge_counters");
-/// Schema 1: apps that were running at the last decision (no longer kept).
-pub(crate) const ACTIVE_APPS: TableDefinition<&str, ()> = TableDefinition::new("active_apps");
-
-/// Creates the schema-1 tables that schema 2 dropped (for a new file, built at version 1).
-pub(crate) fn create_legacy(txn: &WriteTransaction) -> Result<(), TableError> {
-    txn.open_table(PURGE_COUNTERS)?;
-    txn.open_table(ACTIVE_APPS)?;
-    Ok(())
-}
+use crate::tables::{ACTIVE_APPS, APP_RECORDS, PURGE_COUNTERS};
 
 /// What a schema-1 agent derived from one record.
 #[derive(Debug, Default, PartialEq, Eq)]

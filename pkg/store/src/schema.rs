@@ -19,9 +19,8 @@ use std::path::Path;
 
 use redb::{Database, ReadableTable, TableHandle, WriteTransaction};
 
-use crate::error::{MigrationError, Result, StoreError};
+use crate::error::{redb_error, MigrationError, Result, StoreError};
 use crate::migration_v2;
-use crate::store::redb_error;
 use crate::tables;
 
 /// Schema version written by this binary.

@@ -10,7 +10,7 @@ use redb::{
 };
 
 use crate::create;
-use crate::error::{Result, StoreError};
+use crate::error::{redb_error, Result, StoreError};
 use crate::schema::{self, Schema};
 use crate::tables;
 
@@ -22,15 +22,6 @@ use crate::tables;
 pub struct Store {
     db: Database,
     path: PathBuf,
-}
-
-/// Wraps a redb error with the store path and what was being done.
-pub(crate) fn redb_error(path: &Path, context: String, e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Redb {
-        path: path.to_path_buf(),
-        context,
-        source: Box::new(e.into()),
-    }
 }
 
 impl Store {

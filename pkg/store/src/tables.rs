@@ -10,11 +10,10 @@
 //! | `upgrade_handlers` | handler name | `u64` ms of the last run |
 //!
 //! Schema 1 also had `applied_purge_counters` and `active_apps`; version 2
-//! dropped them (`migration_v2.rs` keeps their definitions for the steps).
+//! dropped them. Their definitions stay here, for [`create_all`] and the
+//! steps in `migration_v2.rs`.
 
 use redb::{TableDefinition, TableError, WriteTransaction};
-
-use crate::migration_v2;
 
 /// Schema version of the file.
 pub(crate) const SCHEMA: TableDefinition<&str, u32> = TableDefinition::new("schema");
@@ -37,13 +36,20 @@ pub(crate) const LOCAL_COUNTERS: TableDefinition<&str, (u64, u64)> =
 /// Upgrade-converter handlers that ran, with the time of the last run.
 pub(crate) const HANDLERS: TableDefinition<&str, u64> = TableDefinition::new("upgrade_handlers");
 
+/// Schema 1: purge counter last applied per app (no longer kept).
+pub(crate) const PURGE_COUNTERS: TableDefinition<&str, u64> =
+    TableDefinition::new("applied_purge_counters");
+/// Schema 1: apps that were running at the last decision (no longer kept).
+pub(crate) const ACTIVE_APPS: TableDefinition<&str, ()> = TableDefinition::new("active_apps");
+
 /// Creates the tables of [`BASE_VERSION`](crate::BASE_VERSION) (1): a new file
 /// then runs the same forward migrations as an old one, so both end up identical.
 pub(crate) fn create_all(txn: &WriteTransaction) -> Result<(), TableError> {
     txn.open_table(SCHEMA)?;
     txn.open_table(CHECKPOINTS)?;
     txn.open_table(APP_RECORDS)?;
-    migration_v2::create_legacy(txn)?;
+    txn.open_table(PURGE_COUNTERS)?;
+    txn.open_table(ACTIVE_APPS)?;
     txn.open_table(LOCAL_COUNTERS)?;
     txn.open_table(HANDLERS)?;
     Ok(())

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use outpost_cloud::{Backoff, Client, Poll, Verifier};
+use outpost_cloud::{Backoff, Client, CloudError, Poll, Verifier};
 use tokio::sync::mpsc;
 
 use super::link::{contact, failed};
@@ -54,6 +54,26 @@ pub(super) async fn config_loop(
             }) => {
                 contact(&handle);
                 backoff.reset();
+                match client.learn_signer(&mut verifier, &envelope.signer).await {
+                    Ok(true) => tracing::info!(
+                        signer = %envelope.signer,
+                        "learnt the signing certificate a config names (signing key rotated)"
+                    ),
+                    Ok(false) => {}
+                    Err(e @ CloudError::Signature(_)) => {
+                        // served, but not a signer of our root: refuse this
+                        // document until it changes
+                        etag = header_etag;
+                        refuse(&handle, &e.to_string()).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(signer = %envelope.signer, "fetching the signing certificate: {e}");
+                        failed(&handle, &e);
+                        tokio::time::sleep(backoff.next_delay()).await;
+                        continue;
+                    }
+                }
                 match verifier.open(&envelope) {
                     Ok(opened) if opened.payload.device.as_deref() == Some(uuid.as_str()) => {
                         etag = Some(opened.etag);

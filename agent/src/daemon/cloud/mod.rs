@@ -10,6 +10,7 @@ mod link;
 mod logs;
 mod onboard;
 mod options;
+mod renew;
 mod uploads;
 
 use std::sync::Arc;
@@ -120,6 +121,14 @@ async fn run(
     });
 
     let uuid = identity.uuid.clone();
+    tokio::spawn(renew::renew_loop(
+        handle.clone(),
+        client.clone(),
+        bundle.clone(),
+        ids.clone(),
+        identity.clone(),
+        opts.clone(),
+    ));
     tokio::spawn(uploads::info_loop(
         handle.clone(),
         client.clone(),

@@ -131,16 +131,12 @@ impl Driver for ContainerdDriver {
         let who = format!("app {} ({})", app.display_name, app.uuid);
         let id = app.task_id();
         let io = logs::task_io(&self.memlogd, self.rt.layout(), &id).await;
-        self.rt
+        let made = self
+            .rt
             .create_app_with_networks(app, &build.networks, build.config_generation, &io)
             .await
             .map_err(|e| DriverError::transient(format!("creating {who}"), format!("{e:#}")))?;
-        let state = self
-            .rt
-            .state(&id)
-            .await
-            .map_err(|e| DriverError::transient(format!("reading the task of {who}"), e))?;
-        if state.is_some_and(|s| s.status == TaskStatus::Created) {
+        if made.status == TaskStatus::Created {
             self.rt
                 .start(&id)
                 .await

@@ -4,7 +4,7 @@
 
 use outpost_reconcile::{images_to_keep, AppStatusUpdate, ConfigInEffect, KnownGood};
 
-use super::Reconciler;
+use super::core::Reconciler;
 use crate::daemon::driver::Driver;
 use crate::daemon::snapshot::Current;
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use outpost_api::NetworkConfig;
 use outpost_reconcile::{plan_networks, NetworkInput};
 
-use super::Reconciler;
+use super::core::Reconciler;
 use crate::daemon::driver::Driver;
 
 impl<D: Driver> Reconciler<D> {

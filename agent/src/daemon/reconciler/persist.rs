@@ -13,7 +13,7 @@ use outpost_api::{parse::MAX_REJECTED_UUID_BYTES, ErrorDescription, Severity};
 use outpost_reconcile::{datetime, AppRecord, AppStatusUpdate, History};
 use outpost_store::{Batch, Store, MAX_APP_RECORD_BYTES, MAX_KEY_BYTES};
 
-use super::Reconciler;
+use super::core::{Reconciler, Unsaved};
 
 // A record holds up to three copies of its app's config (`applied`,
 // `target`, `failed_config`) and one message listing the changes between
@@ -24,19 +24,6 @@ const _: () = assert!(MAX_REJECTED_UUID_BYTES <= MAX_KEY_BYTES);
 
 /// How soon a pass runs again while a record is unsaved.
 pub(super) const UNSAVED_RETRY_MS: u64 = 5000;
-
-/// An app whose latest record could not be saved.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Unsaved {
-    /// The store's error, as text.
-    pub error: String,
-    /// When saving first failed (ms since the epoch).
-    pub first_ms: u64,
-    /// When it last failed.
-    pub last_ms: u64,
-    /// Failed attempts in a row.
-    pub failures: u32,
-}
 
 /// The writes for one app: its record, or its removal.
 fn app_batch(uuid: &str, rec: Option<&AppRecord>) -> outpost_store::Result<Batch> {

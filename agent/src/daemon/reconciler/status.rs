@@ -3,16 +3,17 @@
 //! only whether one is in effect).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use outpost_api::{AppConfig, AppStatus, DomainStatus, DownloadStatus, SwState};
 use outpost_reconcile::{
     keep_removed_visible, local_override_note, Action, AppStatusUpdate, Phase,
 };
 
-use super::Reconciler;
+use super::core::Reconciler;
 use crate::daemon::downloads::Downloads;
 use crate::daemon::driver::{Driver, Found};
-use crate::daemon::snapshot::Current;
+use crate::daemon::snapshot::{Current, Snapshot};
 
 /// `statuses` with every app that waits for its image shown DOWNLOADING,
 /// with the bytes so far.
@@ -39,6 +40,25 @@ pub(super) fn with_downloads(
 }
 
 impl<D: Driver> Reconciler<D> {
+    /// Publishes the state as one immutable snapshot (download progress
+    /// applied to the statuses of apps waiting for their image).
+    pub(crate) fn publish_snapshot(&mut self) {
+        let overlaid = with_downloads(&self.statuses, &self.exec.downloads);
+        if *self.published != overlaid {
+            self.published = Arc::new(overlaid);
+        }
+        self.counters.downloads_refused = self.exec.downloads.refused();
+        let snap = Snapshot {
+            current: self.current.clone(),
+            statuses: self.published.clone(),
+            config_error: self.config_error.clone(),
+            link: self.link.clone(),
+            counters: self.counters,
+            started: self.started,
+        };
+        self.snapshot.send_replace(Arc::new(snap));
+    }
+
     /// Makes the statuses of this pass from the planner's updates, what the
     /// runtime shows and the config, and publishes them.
     pub(super) async fn publish(

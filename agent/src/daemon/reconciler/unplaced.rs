@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use outpost_api::{AppStatus, ErrorDescription, RejectedApp, Severity, SwState};
 
-use super::now_ms;
+use super::options::now_ms;
 use crate::daemon::snapshot::Current;
 
 /// The placeholder statuses of `cur`, keyed `apps[i]`. `previous` keeps an

@@ -27,6 +27,10 @@ pub struct ServicesView {
     pub manifest_error: Option<String>,
     /// Observations made so far (0: none yet).
     pub observations: u64,
+    /// System task events dropped because the supervisor fell behind (the
+    /// next observation resyncs).
+    #[serde(default)]
+    pub events_dropped: u64,
 }
 
 impl ServicesView {

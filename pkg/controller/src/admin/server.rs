@@ -46,6 +46,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/v1/devices", get(list).post(add))
         .route("/v1/devices/{dev}", get(status).delete(delete))
         .route("/v1/devices/{dev}/config", axum::routing::put(set_config))
+        .route("/v1/devices/{dev}/revoke", axum::routing::post(revoke))
         .route("/v1/config", axum::routing::put(set_config_all))
         .route("/v1/devices/{dev}/metrics", get(metrics))
         .route("/v1/devices/{dev}/logs", get(logs))
@@ -101,6 +102,8 @@ fn view_of(
         apps: info.map_or(0, |i| i.info.apps.len()),
         app_states,
         cert_not_after: record.cert_not_after.clone(),
+        cert_serial: record.cert_serial.clone(),
+        revoked_at: record.revoked_at.clone(),
     }
 }
 
@@ -144,6 +147,15 @@ async fn delete(
 ) -> Result<Json<DeviceView>, Failure> {
     let record = c.delete_device(&dev).await?;
     Ok(Json(view_of(&record, None, None)))
+}
+
+async fn revoke(
+    State(c): State<Arc<Controller>>,
+    UrlPath(dev): UrlPath<String>,
+) -> Result<Json<DeviceView>, Failure> {
+    let record = c.revoke_device(&dev).await?;
+    let slot = c.slot(&record.uuid);
+    Ok(Json(view_of(&record, slot.as_deref(), None)))
 }
 
 pub(crate) async fn status(

@@ -41,6 +41,12 @@ pub struct DeviceView {
     /// Expiry of the newest device certificate (RFC 3339).
     #[serde(default)]
     pub cert_not_after: Option<String>,
+    /// Serial number of the newest device certificate (hex).
+    #[serde(default)]
+    pub cert_serial: Option<String>,
+    /// When the device was revoked (RFC 3339), if it was.
+    #[serde(default)]
+    pub revoked_at: Option<String>,
 }
 
 /// `device status` (`GET /v1/devices/{dev}`).

@@ -29,6 +29,18 @@ pub async fn run(client: &AdminClient, cmd: DeviceCommand) -> Result<()> {
             println!("device {} ({}) deleted", view.name, view.uuid);
             Ok(())
         }
+        DeviceCommand::Revoke { device } => {
+            let view: DeviceView = client
+                .post(&format!("/v1/devices/{}/revoke", encode(&device)), &())
+                .await?;
+            println!(
+                "device {} ({}) revoked at {}",
+                view.name,
+                view.uuid,
+                view.revoked_at.as_deref().unwrap_or("?")
+            );
+            Ok(())
+        }
         DeviceCommand::SetConfig { args, all } => set_config(client, &args, all).await,
         DeviceCommand::Status { device, json } => status(client, &device, json).await,
         DeviceCommand::Metrics { device, n, json } => {
@@ -100,6 +112,14 @@ fn apps_column(v: &DeviceView) -> String {
     format!("{} ({})", v.apps, states.join(", "))
 }
 
+fn cert_column(v: &DeviceView) -> String {
+    match (&v.revoked_at, &v.cert_not_after) {
+        (Some(_), _) => "revoked".into(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => "-".into(),
+    }
+}
+
 async fn list(client: &AdminClient, json: bool) -> Result<()> {
     let views: Vec<DeviceView> = client.get("/v1/devices").await?;
     if json {
@@ -125,6 +145,7 @@ async fn list(client: &AdminClient, json: bool) -> Result<()> {
                 },
                 config_column(v),
                 apps_column(v),
+                cert_column(v),
             ]
         })
         .collect();
@@ -136,6 +157,7 @@ async fn list(client: &AdminClient, json: bool) -> Result<()> {
             "LAST SEEN",
             "CONFIG (applied/set)",
             "APPS",
+            "CERT EXPIRES",
         ],
         &rows,
     );
@@ -162,7 +184,11 @@ async fn status(client: &AdminClient, device: &str, json: bool) -> Result<()> {
         }
     );
     if let Some(t) = &d.cert_not_after {
-        println!("certificate valid until {t}");
+        let serial = d.cert_serial.as_deref().unwrap_or("?");
+        println!("certificate valid until {t} (serial {serial})");
+    }
+    if let Some(t) = &d.revoked_at {
+        println!("revoked     {t}");
     }
     match (&d.last_seen, d.connected) {
         (_, true) => println!("last seen   now (waiting for a config)"),

@@ -41,6 +41,13 @@ pub enum DeviceCommand {
         /// UUID or name.
         device: String,
     },
+    /// Revoke a device: its certificates are refused on every replica from
+    /// its next request on (held long-polls end), it may not renew nor
+    /// register again. Its data stays (delete it to remove that).
+    Revoke {
+        /// UUID or name.
+        device: String,
+    },
     /// Sign and publish a config; prints the generation.
     /// `set-config DEVICE FILE`, or `set-config --all FILE` for every device.
     SetConfig {
@@ -93,10 +100,14 @@ pub enum Action {
         open_onboarding: bool,
         admin_listen: Option<String>,
         database: Option<String>,
+        device_cert_lifetime: std::time::Duration,
         /// Largest base OS artifact, artifacts kept.
         base_os: (u64, usize),
     },
     Token(TokenCommand),
+    SigningRotate {
+        overlap: std::time::Duration,
+    },
     Device(DeviceCommand),
     BaseOs(BaseOsCommand),
     SignBootstrap {
@@ -125,6 +136,7 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
             open_onboarding,
             admin_listen,
             database,
+            device_cert_lifetime,
             base_os,
         } => {
             let mut opts = ServeOptions::new(state);
@@ -132,12 +144,28 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
             opts.open_onboarding = open_onboarding;
             opts.admin_listen = admin_listen;
             opts.database = database;
+            opts.certs.device_lifetime = device_cert_lifetime;
             (opts.limits.max_base_os_bytes, opts.limits.base_os_kept) = base_os;
             runtime()?.block_on(serve(opts))
         }
         Action::Token(cmd) => {
             state.require_initialised()?;
             tokens::run(&state, cmd)
+        }
+        Action::SigningRotate { overlap } => {
+            let r = outpost_controller::certs::signing::rotate(
+                &state,
+                overlap,
+                time::OffsetDateTime::now_utc(),
+            )?;
+            println!(
+                "new signing certificate {}; {} stays served until {}",
+                r.new_fingerprint, r.old_fingerprint, r.serve_until
+            );
+            println!(
+                "restart `serve` (copy signing.* and signing-retired.json to every replica first)"
+            );
+            Ok(())
         }
         Action::SignBootstrap { file, output } => {
             let warnings = outpost_controller::bootstrap::sign_bootstrap(&state, &file, &output)?;

@@ -217,7 +217,10 @@ pub async fn device(
         applied = opt(d.config_applied),
         set = opt(d.config_set),
         err = opt(d.config_error.as_ref()),
-        cert = opt(d.cert_not_after.as_ref()),
+        cert = match &d.revoked_at {
+            Some(t) => format!("revoked at {}", escape(t)),
+            None => opt(d.cert_not_after.as_ref()),
+        },
         apps = apps_table(&st),
         cpu = plot::chart(
             "cpu-plot",

@@ -6,6 +6,7 @@
 //! CLI goes through its socket.
 
 mod baseos;
+pub(crate) mod certs;
 mod configs;
 mod devices;
 mod logs;
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use baseos::BaseOsRecord;
+pub use certs::RenewOutcome;
 pub use devices::{AddOutcome, RegisterOutcome};
 pub use logs::{LogAppend, LogLine, LOG_LINES_KEPT};
 pub use records::{ConfigRecord, DeviceRecord, InfoRecord, MetricsSample, RingMeta, Settings};

@@ -40,12 +40,39 @@ pub struct DeviceRecord {
     /// Expiry of the newest certificate (RFC 3339).
     #[serde(default)]
     pub cert_not_after: Option<String>,
+    /// Serial number of the newest certificate (lowercase hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_serial: Option<String>,
+    /// When an operator revoked the device (RFC 3339): every request with
+    /// its certificates is refused and it may not register again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
 }
 
 impl DeviceRecord {
     /// Certificates of one device that stay valid at once (a device that
-    /// registers again gets a fresh one; the older ones age out).
+    /// registers again or renews gets a fresh one; the older ones age out).
     pub const MAX_CERTS: usize = 4;
+
+    /// Records a certificate just issued for `public_key`: a new key drops
+    /// the certificates of the old one, the same key keeps the newest
+    /// [`DeviceRecord::MAX_CERTS`].
+    pub fn record_cert(&mut self, public_key: &str, issued: &crate::pki::Issued) {
+        if self.public_key.as_deref() != Some(public_key) {
+            self.cert_fingerprints.clear();
+        }
+        self.public_key = Some(public_key.to_owned());
+        self.cert_fingerprints.push(issued.fingerprint());
+        let excess = self.cert_fingerprints.len().saturating_sub(Self::MAX_CERTS);
+        self.cert_fingerprints.drain(..excess);
+        self.cert_not_after = Some(
+            issued
+                .not_after
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        );
+        self.cert_serial = Some(issued.serial.clone());
+    }
 }
 
 /// The config set for a device.

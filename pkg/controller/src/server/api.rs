@@ -32,11 +32,16 @@ pub fn router(controller: Arc<Controller>) -> Router {
     Router::new()
         .route("/api/v1/ping", get(ping))
         .route("/api/v1/certs", get(certs))
+        .route("/api/v1/certs/{fingerprint}", get(cert_by_fingerprint))
         .route("/api/v1/register", post(register))
         .route("/api/v1/devices/{uuid}/config", get(get_config))
         .route("/api/v1/devices/{uuid}/info", post(info))
         .route("/api/v1/devices/{uuid}/metrics", post(metrics))
         .route("/api/v1/devices/{uuid}/logs", post(logs))
+        .route(
+            "/api/v1/devices/{uuid}/cert",
+            post(crate::certs::renew_handler),
+        )
         .route("/api/v1/base-os/{sha256}", get(super::baseos::download))
         .fallback(not_found)
         .with_state(controller)
@@ -57,6 +62,23 @@ async fn certs(State(c): State<Arc<Controller>>) -> Json<CertsResponse> {
     Json(CertsResponse {
         signing_cert_pem: c.signing_cert_pem().to_owned(),
     })
+}
+
+async fn cert_by_fingerprint(
+    State(c): State<Arc<Controller>>,
+    Path(fp): Path<String>,
+) -> Result<Json<CertsResponse>, Failure> {
+    match c.signing_cert_by_fingerprint(&fp) {
+        Some(pem) => Ok(Json(CertsResponse {
+            signing_cert_pem: pem.to_owned(),
+        })),
+        None => Err(Failure::not_found(
+            format!(
+                "no signing certificate {fp} (unknown, or its overlap after a rotation has ended)"
+            ),
+            Vec::new(),
+        )),
+    }
 }
 
 async fn register(

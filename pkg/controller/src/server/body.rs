@@ -70,6 +70,25 @@ pub async fn read_body(
     }
 }
 
+/// [`read_json`] with the controller's JSON body bounds.
+pub async fn read_json_body<T: serde::de::DeserializeOwned>(
+    c: &crate::state::Controller,
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+) -> Result<T, Failure> {
+    let l = &c.limits;
+    read_json(
+        headers,
+        body,
+        l.max_json_body,
+        l.body_timeout,
+        &c.stats,
+        what,
+    )
+    .await
+}
+
 /// Reads and decodes a JSON body within the JSON bound.
 pub async fn read_json<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,

@@ -127,6 +127,10 @@ async fn wait_for_config(
         if slot.is_deleted() {
             return Err(Failure::unauthorized(format!("device {uuid} was deleted")));
         }
+        if slot.is_revoked() {
+            c.count_revoked();
+            return Err(crate::state::revoked_failure(slot));
+        }
         let current = rx.borrow_and_update().clone();
         if let Some(config) = &current {
             if !none_match_hits(headers, &config.etag) {

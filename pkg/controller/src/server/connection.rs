@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
@@ -72,17 +73,28 @@ async fn serve_inner(cx: &ConnContext, tcp: TcpStream, addr: SocketAddr) {
         Ok(Ok(tls)) => tls,
     };
     Stats::bump(&stats.connections_accepted);
-    let fingerprint = tls
+    let leaf = tls
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|certs| certs.first())
-        .map(|cert| Arc::<str>::from(sha256_hex(cert)));
+        .and_then(|certs| certs.first());
+    let fingerprint = leaf.map(|cert| Arc::<str>::from(sha256_hex(cert)));
+    // checked on every request: a resumed TLS session or a long-lived
+    // connection must not outlive the certificate
+    let expiry = leaf.and_then(|cert| crate::certs::verifier::not_after(cert));
+    let clock = cx.controller.certs.clock.clone();
     let peer = Peer { fingerprint, addr };
     let router = cx.router.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(peer.clone());
-        router.clone().oneshot(req.map(Body::new))
+        let router = router.clone();
+        let expired = crate::certs::verifier::expired_failure(expiry, &clock);
+        async move {
+            match expired {
+                Some(f) => Ok(f.into_response()),
+                None => router.oneshot(req.map(Body::new)).await,
+            }
+        }
     });
     let first_headers = limits
         .header_timeout

@@ -18,7 +18,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 pub use api::{router, Peer};
-pub use tls::server_config;
+pub use body::read_json_body;
+pub use tls::{server_config, server_config_with};
 
 use crate::error::{ControllerError, Result};
 use crate::layout::StateDir;
@@ -41,6 +42,8 @@ pub struct ServeOptions {
     /// PostgreSQL URL or connection string (`None`: the state dir's redb
     /// file). Any number of servers may share one database.
     pub database: Option<String>,
+    /// Device certificate lifetime and the clock of validity checks.
+    pub certs: crate::certs::CertPolicy,
 }
 
 impl ServeOptions {
@@ -53,6 +56,7 @@ impl ServeOptions {
             limits: Limits::default(),
             admin_listen: None,
             database: None,
+            certs: crate::certs::CertPolicy::default(),
         }
     }
 }
@@ -91,6 +95,7 @@ impl Server {
                     opts.limits,
                     opts.database.as_deref(),
                 )
+                .map(|c| c.with_cert_policy(opts.certs))
             })
             .await
             .map_err(|e| ControllerError::Invalid(format!("opening the state: {e}")))??
@@ -99,7 +104,7 @@ impl Server {
             Some(l) => l,
             None => controller.db().settings()?.listen,
         };
-        let acceptor = TlsAcceptor::from(server_config(&opts.state)?);
+        let acceptor = TlsAcceptor::from(server_config_with(&opts.state, &opts.certs.clock)?);
         let listener = TcpListener::bind(&listen)
             .await
             .map_err(ControllerError::io("listening on", &listen))?;

@@ -17,6 +17,14 @@ use crate::pki;
 /// Builds the server configuration from `ca.cert.pem`, `server.cert.pem`
 /// (leaf first, then any intermediates) and `server.key.pem`.
 pub fn server_config(state: &StateDir) -> Result<Arc<ServerConfig>> {
+    server_config_with(state, &crate::certs::Clock::system())
+}
+
+/// [`server_config`] whose client certificates are checked at `clock`'s time.
+pub fn server_config_with(
+    state: &StateDir,
+    clock: &crate::certs::Clock,
+) -> Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     for cert in pki::read_certs(&state.file(layout::CA_CERT))? {
@@ -28,6 +36,10 @@ pub fn server_config(state: &StateDir) -> Result<Arc<ServerConfig>> {
         .allow_unauthenticated()
         .build()
         .map_err(|e| ControllerError::Tls(format!("client verifier: {e}")))?;
+    let verifier = Arc::new(crate::certs::verifier::ClockedClientVerifier::new(
+        verifier,
+        clock.clone(),
+    ));
     let chain = pki::read_certs(&state.file(layout::SERVER_CERT))?;
     let key_path = state.file(layout::SERVER_KEY);
     let key = PrivateKeyDer::from_pem_file(&key_path)

@@ -33,8 +33,9 @@ impl Controller {
         let _ops = self.ops.lock().await;
         let outcome = self
             .blocking(move |c| {
+                let validity = c.certs.device_validity();
                 c.db.register(&serial, &public_key, open, &mut |uuid| {
-                    csr.issue(&c.ca, uuid)
+                    csr.issue(&c.ca, uuid, validity)
                 })
             })
             .await?;
@@ -46,6 +47,13 @@ impl Controller {
                 return Err(Failure::conflict(format!(
                     "serial {:?} is registered as device {} ({}) with another key; delete the device to onboard it again",
                     req.serial, r.name, r.uuid
+                )));
+            }
+            RegisterOutcome::Revoked(r) => {
+                tracing::warn!(serial = %req.serial, device = %r.name, "registration of a revoked device refused");
+                return Err(Failure::forbidden(format!(
+                    "device {} ({}, serial {:?}) was revoked; it may not register again (delete it to onboard the hardware anew)",
+                    r.name, r.uuid, req.serial
                 )));
             }
             RegisterOutcome::NotListed => {
@@ -92,6 +100,8 @@ impl Controller {
             public_key: None,
             cert_fingerprints: Vec::new(),
             cert_not_after: None,
+            cert_serial: None,
+            revoked_at: None,
         };
         let _ops = self.ops.lock().await;
         match self.blocking(move |c| c.db.add_device(record)).await? {

@@ -64,6 +64,12 @@ impl DeviceSlot {
         self.deleted.load(Ordering::Relaxed)
     }
 
+    /// Whether an operator revoked the device (checked on every request
+    /// and after every wake-up of a long-poll).
+    pub fn is_revoked(&self) -> bool {
+        self.record.lock().unwrap().revoked_at.is_some()
+    }
+
     /// A copy of the record.
     pub fn record(&self) -> DeviceRecord {
         self.record.lock().unwrap().clone()
@@ -116,6 +122,8 @@ pub struct Controller {
     pub(crate) state: StateDir,
     pub(crate) ca: Ca,
     pub(crate) signer: Signer,
+    /// Current and retired signing certificates by fingerprint.
+    pub(crate) signing_certs: crate::certs::signing::SigningCerts,
     onboarding_fingerprint: String,
     pub(crate) open_onboarding: bool,
     /// Bounds in force.
@@ -128,6 +136,8 @@ pub struct Controller {
     pub(crate) ops: tokio::sync::Mutex<()>,
     /// Becomes `true` when the server shuts down (long-polls answer at once).
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Device certificate lifetime and the clock of validity decisions.
+    pub certs: crate::certs::CertPolicy,
 }
 
 impl std::fmt::Debug for Controller {
@@ -158,6 +168,11 @@ impl Controller {
         state.require_initialised()?;
         let ca = Ca::load(&state)?;
         let signer = Signer::load(&state)?;
+        let signing_certs = crate::certs::signing::SigningCerts::load(
+            &state,
+            signer.fingerprint(),
+            signer.cert_pem(),
+        )?;
         let onboarding_fingerprint = pki::cert_file_fingerprint(&state.file(layout::ONBOARD_CERT))?;
         let local = Db::open(&state.database())?;
         let (db, follow): (Box<dyn Store>, _) = match database {
@@ -179,6 +194,7 @@ impl Controller {
             state,
             ca,
             signer,
+            signing_certs,
             onboarding_fingerprint,
             limits,
             stats: Stats::default(),
@@ -186,6 +202,7 @@ impl Controller {
             by_fingerprint: RwLock::new(HashMap::new()),
             ops: tokio::sync::Mutex::new(()),
             shutdown: watch::Sender::new(false),
+            certs: crate::certs::CertPolicy::default(),
         };
         for record in me.db.devices()? {
             me.insert_slot(record);
@@ -197,6 +214,12 @@ impl Controller {
             }
         }
         Ok(me)
+    }
+
+    /// Uses `policy` for device certificates (lifetime, clock).
+    pub fn with_cert_policy(mut self, policy: crate::certs::CertPolicy) -> Self {
+        self.certs = policy;
+        self
     }
 
     /// The state directory.
@@ -212,6 +235,12 @@ impl Controller {
     /// The signing certificate, PEM.
     pub fn signing_cert_pem(&self) -> &str {
         self.signer.cert_pem()
+    }
+
+    /// The signing certificate with this fingerprint, if current or inside
+    /// its overlap (`GET /api/v1/certs/<fingerprint>`).
+    pub fn signing_cert_by_fingerprint(&self, fp: &str) -> Option<&str> {
+        self.signing_certs.get(fp, self.certs.now())
     }
 
     /// The store (read access for the admin API).
@@ -239,7 +268,12 @@ impl Controller {
         let mut devices = self.devices.write().unwrap();
         match devices.get(&record.uuid) {
             Some(slot) => {
+                let revoked_now = record.revoked_at.is_some() && !slot.is_revoked();
                 *slot.record.lock().unwrap() = record;
+                if revoked_now {
+                    // wake its long-polls: they answer 403
+                    slot.config.send_modify(|_| {});
+                }
                 slot.clone()
             }
             None => {
@@ -303,6 +337,10 @@ impl Controller {
                         "device {own} may not access device {uuid}"
                     )));
                 }
+                if slot.is_revoked() {
+                    Stats::bump(&self.stats.revoked_refused);
+                    return Err(revoked_failure(&slot));
+                }
                 slot.touch();
                 Ok(slot)
             }
@@ -354,8 +392,24 @@ impl Controller {
         }
     }
 
+    /// Counts a request refused because its device is revoked.
+    pub fn count_revoked(&self) {
+        Stats::bump(&self.stats.revoked_refused);
+    }
+
     /// Tells long-polls and followers to answer now: the server is stopping.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
     }
+}
+
+/// The 403 of a revoked device.
+pub fn revoked_failure(slot: &DeviceSlot) -> Failure {
+    let r = slot.record();
+    Failure::forbidden(format!(
+        "device {} ({}) was revoked at {} by the operator; its certificates are no longer accepted",
+        r.name,
+        r.uuid,
+        r.revoked_at.as_deref().unwrap_or("?")
+    ))
 }

@@ -17,7 +17,7 @@ use outpost_api::cloud::LogEntry;
 
 use crate::db::{
     AddOutcome, BaseOsRecord, ConfigRecord, DeviceRecord, InfoRecord, LogAppend, LogLine,
-    MetricsSample, RegisterOutcome, RingMeta, Settings,
+    MetricsSample, RegisterOutcome, RenewOutcome, RingMeta, Settings,
 };
 use crate::error::Result;
 use crate::pki::Issued;
@@ -53,6 +53,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<RegisterOutcome>;
     /// Removes a device and everything stored for it; `None` if unknown.
     fn delete_device(&self, uuid: &str) -> Result<Option<DeviceRecord>>;
+    /// Issues (with `issue(uuid)`) and records a new certificate of device
+    /// `uuid` for `public_key` (its key, or a new one that replaces it).
+    fn renew_cert(
+        &self,
+        uuid: &str,
+        public_key: &str,
+        issue: IssueCert<'_>,
+    ) -> Result<RenewOutcome>;
+    /// Marks device `uuid` revoked at `at` (RFC 3339); `None` if unknown.
+    fn revoke_device(&self, uuid: &str, at: &str) -> Result<Option<DeviceRecord>>;
 
     /// Every stored config, by device UUID.
     fn configs(&self) -> Result<Vec<(String, ConfigRecord)>>;

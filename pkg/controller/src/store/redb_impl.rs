@@ -7,7 +7,7 @@ use outpost_api::cloud::LogEntry;
 use super::{IssueCert, MakeConfig, Store};
 use crate::db::{
     AddOutcome, BaseOsRecord, ConfigRecord, Db, DeviceRecord, InfoRecord, LogAppend, LogLine,
-    MetricsSample, RegisterOutcome, RingMeta, Settings,
+    MetricsSample, RegisterOutcome, RenewOutcome, RingMeta, Settings,
 };
 use crate::error::Result;
 
@@ -39,6 +39,17 @@ impl Store for Db {
         issue: IssueCert<'_>,
     ) -> Result<RegisterOutcome> {
         Db::register(self, serial, public_key, open_onboarding, issue)
+    }
+    fn renew_cert(
+        &self,
+        uuid: &str,
+        public_key: &str,
+        issue: IssueCert<'_>,
+    ) -> Result<RenewOutcome> {
+        Db::renew_cert(self, uuid, public_key, issue)
+    }
+    fn revoke_device(&self, uuid: &str, at: &str) -> Result<Option<DeviceRecord>> {
+        Db::revoke_device(self, uuid, at)
     }
     fn delete_device(&self, uuid: &str) -> Result<Option<DeviceRecord>> {
         Db::delete_device(self, uuid)

@@ -24,6 +24,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::oneshot;
 
 pub mod replica;
+pub mod sim;
 
 /// A running controller.
 pub struct Harness {
@@ -34,6 +35,8 @@ pub struct Harness {
     pub database: Option<String>,
     /// The private cluster (dropped after the server: see `Drop`).
     pub pg: Option<Cluster>,
+    /// Device certificate policy (kept across restarts).
+    pub certs: outpost_controller::certs::CertPolicy,
     controller: Option<Arc<Controller>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -85,6 +88,16 @@ impl Harness {
 
     /// `init` in a temp dir, then serve with `limits`.
     pub async fn start_with(open_onboarding: bool, limits: Limits) -> Harness {
+        Self::start_opts(|o| {
+            o.open_onboarding = open_onboarding;
+            o.limits = limits;
+        })
+        .await
+    }
+
+    /// `init` in a temp dir, then serve with the options `tune` sets (the
+    /// certificate policy is kept across [`Harness::restart`]).
+    pub async fn start_opts(tune: impl FnOnce(&mut ServeOptions)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path().join("state"));
         init_state(&state);
@@ -97,9 +110,8 @@ impl Harness {
         };
         let mut opts = ServeOptions::new(state.clone());
         opts.listen = Some("127.0.0.1:0".into());
-        opts.open_onboarding = open_onboarding;
-        opts.limits = limits;
         opts.database = database;
+        tune(&mut opts);
         let mut h = Self::serve(dir, state, opts).await;
         h.pg = pg;
         h
@@ -107,6 +119,7 @@ impl Harness {
 
     async fn serve(dir: tempfile::TempDir, state: StateDir, opts: ServeOptions) -> Harness {
         let database = opts.database.clone();
+        let certs = opts.certs.clone();
         let server = Server::bind(opts).await.unwrap();
         let addr = server.local_addr();
         let controller = server.controller();
@@ -125,6 +138,7 @@ impl Harness {
             addr,
             database,
             pg: None,
+            certs,
             controller: Some(controller),
             stop: Some(tx),
             task: Some(task),
@@ -142,6 +156,7 @@ impl Harness {
         let mut opts = ServeOptions::new(self.state.clone());
         opts.listen = Some(self.addr.to_string());
         opts.database = self.database.clone();
+        opts.certs = self.certs.clone();
         let server = Server::bind(opts).await.unwrap();
         self.controller = Some(server.controller());
         let (tx, rx) = oneshot::channel();

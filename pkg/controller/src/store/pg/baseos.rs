@@ -1,4 +1,4 @@
-//! Base OS artifacts on PostgreSQL (table `base_os`, migration 2).
+//! Base OS artifacts on PostgreSQL (table `base_os`, migration 3).
 
 use tokio_postgres::types::Json;
 

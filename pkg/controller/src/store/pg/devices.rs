@@ -103,6 +103,7 @@ impl PgStore {
                 .map(|r| r.get::<_, Json<DeviceRecord>>(0).0);
             let now = now_rfc3339();
             let (mut record, created) = match existing {
+                Some(d) if d.revoked_at.is_some() => return Ok(RegisterOutcome::Revoked(d)),
                 Some(d) => match &d.public_key {
                     Some(k) if k != public_key => return Ok(RegisterOutcome::KeyMismatch(d)),
                     Some(_) => (d, false),
@@ -125,26 +126,16 @@ impl PgStore {
                         public_key: None,
                         cert_fingerprints: Vec::new(),
                         cert_not_after: None,
+                        cert_serial: None,
+                        revoked_at: None,
                     };
                     (record, true)
                 }
                 None => return Ok(RegisterOutcome::NotListed),
             };
             let issued = issue(&record.uuid)?;
-            record.public_key = Some(public_key.to_owned());
             record.registered_at.get_or_insert(now);
-            record.cert_fingerprints.push(issued.fingerprint());
-            let excess = record
-                .cert_fingerprints
-                .len()
-                .saturating_sub(DeviceRecord::MAX_CERTS);
-            record.cert_fingerprints.drain(..excess);
-            record.cert_not_after = Some(
-                (time::OffsetDateTime::now_utc()
-                    + time::Duration::days(crate::pki::DEVICE_CERT_DAYS))
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-            );
+            record.record_cert(public_key, &issued);
             tx.execute(
                 UPSERT_DEVICE,
                 &[&record.uuid, &record.name, &record.serial, &Json(&record)],

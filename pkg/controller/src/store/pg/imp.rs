@@ -7,7 +7,7 @@ use outpost_api::cloud::LogEntry;
 use super::PgStore;
 use crate::db::{
     AddOutcome, BaseOsRecord, ConfigRecord, DeviceRecord, InfoRecord, LogAppend, LogLine,
-    MetricsSample, RegisterOutcome, RingMeta, Settings,
+    MetricsSample, RegisterOutcome, RenewOutcome, RingMeta, Settings,
 };
 use crate::error::Result;
 use crate::store::{IssueCert, MakeConfig, Store};
@@ -36,6 +36,17 @@ impl Store for PgStore {
         issue: IssueCert<'_>,
     ) -> Result<RegisterOutcome> {
         self.pg_register(serial, public_key, open_onboarding, issue)
+    }
+    fn renew_cert(
+        &self,
+        uuid: &str,
+        public_key: &str,
+        issue: IssueCert<'_>,
+    ) -> Result<RenewOutcome> {
+        self.pg_renew_cert(uuid, public_key, issue)
+    }
+    fn revoke_device(&self, uuid: &str, at: &str) -> Result<Option<DeviceRecord>> {
+        self.pg_revoke_device(uuid, at)
     }
     fn delete_device(&self, uuid: &str) -> Result<Option<DeviceRecord>> {
         self.pg_delete_device(uuid)

@@ -16,13 +16,18 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         2,
+        "revocation",
+        include_str!("../../../migrations/0002_revocation.sql"),
+    ),
+    (
+        3,
         "base_os",
-        include_str!("../../../migrations/0002_base_os.sql"),
+        include_str!("../../../migrations/0003_base_os.sql"),
     ),
 ];
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Advisory lock key held while migrating ("outpost" in ASCII).
 const LOCK_KEY: i64 = 0x006f_7574_706f_7374;

@@ -5,6 +5,7 @@
 //! follow (`state::follow`).
 
 mod baseos;
+mod certs;
 mod devices;
 mod imp;
 mod migrate;

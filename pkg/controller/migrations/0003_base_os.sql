@@ -1,4 +1,4 @@
--- Outpost controller schema, version 2: base OS artifacts published with
+-- Outpost controller schema, version 3: base OS artifacts published with
 -- `outpost-controller base-os publish` (the bytes are a file in the state
 -- dir's base-os/; this is what is known of each).
 

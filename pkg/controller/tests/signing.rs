@@ -1,0 +1,127 @@
+//! Signing-key rotation with an overlap: a device that was offline (the
+//! controller stopped) across `signing rotate` returns, meets a config
+//! signed by the new key, fetches the new certificate by the fingerprint
+//! the envelope names and applies it; the old certificate stays served for
+//! the overlap only; a signer that does not chain to the root stays refused.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::sim::SimDevice;
+use common::{doc, Harness};
+use outpost_api::Clock;
+use outpost_cloud::{Poll, Verifier};
+use outpost_controller::layout;
+use outpost_controller::pki::{self, Ca, Leaf, Validity};
+
+const BIN: &str = env!("CARGO_BIN_EXE_outpost-controller");
+
+/// The device's next config: learns its signer if needed, verifies it.
+async fn fetch(d: &mut SimDevice, v: &mut Verifier) -> Result<u64, String> {
+    let Poll::Changed { envelope, etag } = d
+        .client
+        .poll_config(&d.id.uuid, d.etag.as_deref(), Duration::ZERO)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Err("no new config".into());
+    };
+    d.etag = etag;
+    d.client
+        .learn_signer(v, &envelope.signer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let opened = v.open(&envelope).map_err(|e| e.to_string())?;
+    Ok(opened.payload.generation)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_offline_across_a_signing_rotation_accepts_the_new_signer() {
+    let clock = Clock::manual(SystemTime::now());
+    let mut h = Harness::start_opts(|o| o.certs.clock = clock.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = SimDevice::onboard(&h, &clock, dir.path(), "traveller").await;
+    let root = h.file(layout::CA_CERT);
+    let mut v = Verifier::with_clock(root.as_bytes(), clock.clone()).unwrap();
+    v.set_signing_cert(d.client.signing_cert().await.unwrap().as_bytes())
+        .unwrap();
+    let old_fp = pki::cert_file_fingerprint(&h.state.file(layout::SIGNING_CERT)).unwrap();
+    h.controller()
+        .set_config("traveller", doc(1))
+        .await
+        .unwrap();
+    assert_eq!(fetch(&mut d, &mut v).await.unwrap(), 1);
+
+    // the device goes offline; the controller stops and rotates
+    h.stop().await;
+    let out = std::process::Command::new(BIN)
+        .arg("--state")
+        .arg(h.state.root())
+        .args(["signing", "rotate", "--overlap", "1h"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_fp = pki::cert_file_fingerprint(&h.state.file(layout::SIGNING_CERT)).unwrap();
+    assert_ne!(new_fp, old_fp);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&new_fp));
+    h.restart().await;
+    h.controller()
+        .set_config("traveller", doc(2))
+        .await
+        .unwrap();
+
+    // back online: a config by a signer it has never seen
+    assert!(!v.knows(&new_fp));
+    assert_eq!(
+        fetch(&mut d, &mut v).await.unwrap(),
+        2,
+        "applies the new signer's config"
+    );
+    assert!(v.knows(&new_fp) && v.knows(&old_fp));
+    // the old certificate is served during the overlap only
+    assert!(d.client.signing_cert_by_fingerprint(&old_fp).await.is_ok());
+    clock.advance(Duration::from_secs(2 * 3600));
+    let gone = d
+        .client
+        .signing_cert_by_fingerprint(&old_fp)
+        .await
+        .unwrap_err();
+    assert!(gone.to_string().contains("404"), "{gone}");
+    assert!(d.client.signing_cert_by_fingerprint(&new_fp).await.is_ok());
+
+    // a signer from another CA: served by a (compromised) controller,
+    // refused by the device
+    h.stop().await;
+    let (rogue_ca, _) = Ca::create(Validity::days_from_now(30)).unwrap();
+    let rogue = rogue_ca
+        .issue(&Leaf::Signing, Validity::days_from_now(30))
+        .unwrap();
+    pki::write_file(
+        &h.state.file(layout::SIGNING_KEY),
+        rogue.key_pem.as_bytes(),
+        0o600,
+    )
+    .unwrap();
+    pki::write_file(
+        &h.state.file(layout::SIGNING_CERT),
+        rogue.cert_pem.as_bytes(),
+        0o644,
+    )
+    .unwrap();
+    h.restart().await;
+    h.controller()
+        .set_config("traveller", doc(3))
+        .await
+        .unwrap();
+    let refused = fetch(&mut d, &mut v).await.unwrap_err();
+    assert!(
+        refused.contains("does not verify against the root CA"),
+        "{refused}"
+    );
+    assert!(!v.knows(&rogue.fingerprint()));
+}
