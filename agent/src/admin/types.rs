@@ -110,7 +110,7 @@ pub struct ControllerView {
     pub log_lines_dropped: u64,
     /// The device certificate: expiry and renewals.
     #[serde(default)]
-    pub cert: crate::daemon::snapshot::CertView,
+    pub cert: CertView,
 }
 
 /// `GET /v1/apps/{app}` when the app is unknown.
@@ -211,4 +211,28 @@ pub struct NetworkView {
     pub device: String,
     /// Apps with an interface on it, as `name=ip` (ip once assigned).
     pub apps: Vec<String>,
+}
+
+/// The device certificate as the renewal task reports it
+/// (`agent/src/daemon/cloud/renew.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CertView {
+    /// Expiry, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<u64>,
+    /// When renewal is due, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<u64>,
+    /// Renewals done since the agent started.
+    #[serde(default)]
+    pub renewals: u64,
+    /// Re-registrations with the onboarding certificate after expiry.
+    #[serde(default)]
+    pub reauthentications: u64,
+    /// Failed renewal attempts since the agent started.
+    #[serde(default)]
+    pub failures: u64,
+    /// The last failure, cleared by a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }

@@ -246,7 +246,7 @@ fn now_secs() -> u64 {
 
 /// Warns (fails) when the device certificate has expired, or expires
 /// within 24 h while its renewal is overdue; `None` before registration.
-pub fn device_cert(c: &crate::daemon::snapshot::CertView, now: u64) -> Option<Check> {
+pub fn device_cert(c: &crate::admin::types::CertView, now: u64) -> Option<Check> {
     const DAY: u64 = 86_400;
     let not_after = c.not_after?;
     let renewals = format!(
@@ -290,7 +290,7 @@ pub fn device_cert(c: &crate::daemon::snapshot::CertView, now: u64) -> Option<Ch
 #[cfg(test)]
 mod tests {
     use super::device_cert;
-    use crate::daemon::snapshot::CertView;
+    use crate::admin::types::CertView;
 
     #[test]
     fn device_cert_check_warns_on_expiry_and_overdue_renewal() {

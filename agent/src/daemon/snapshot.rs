@@ -17,7 +17,7 @@ use outpost_runtime::{Layout, Runtime};
 use outpost_store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::admin::types::{ControllerView, Info, NetworkView};
+use crate::admin::types::{CertView, ControllerView, Info, NetworkView};
 
 pub use outpost_store::CounterKind;
 
@@ -85,30 +85,6 @@ pub struct LinkView {
     pub queue: Option<Arc<LogQueue>>,
     /// The device certificate and its renewals.
     pub cert: CertView,
-}
-
-/// The device certificate as the renewal task reports it
-/// (`agent/src/daemon/cloud/renew.rs`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CertView {
-    /// Expiry, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_after: Option<u64>,
-    /// When renewal is due, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub renew_at: Option<u64>,
-    /// Renewals done since the agent started.
-    #[serde(default)]
-    pub renewals: u64,
-    /// Re-registrations with the onboarding certificate after expiry.
-    #[serde(default)]
-    pub reauthentications: u64,
-    /// Failed renewal attempts since the agent started.
-    #[serde(default)]
-    pub failures: u64,
-    /// The last failure, cleared by a success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
 }
 
 impl LinkView {
