@@ -54,6 +54,7 @@ pub fn watch<T: Send + 'static>(
             match tokio::fs::read(&path).await {
                 Ok(bytes) if last.as_ref() != Some(&bytes) => {
                     last = Some(bytes.clone());
+                    tracing::debug!(file = %path.display(), bytes = bytes.len(), "file content changed");
                     if tx.send(wrap(bytes)).await.is_err() {
                         return;
                     }

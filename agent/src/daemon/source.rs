@@ -72,6 +72,7 @@ pub fn parse_off_loop(mut rx: mpsc::Receiver<RawConfig>) -> mpsc::Receiver<Parse
             let done = tokio::task::spawn_blocking(move || {
                 let _enter = span.enter();
                 let parsed = parse(&raw);
+                tracing::debug!(ok = parsed.is_ok(), "parsed");
                 ParsedConfig { raw, parsed }
             })
             .await;
