@@ -28,7 +28,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::tokens::{TokenIdentity, TokenStore};
+use super::tokens::TokenStore;
 use crate::error::{ControllerError, Result};
 use crate::layout::StateDir;
 use crate::pki::{self, Ca, Leaf, Validity};
@@ -210,18 +210,6 @@ pub fn bearer(req: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Looks a token up off the async threads (the list is a file).
-pub async fn identify(
-    tokens: &TokenStore,
-    token: String,
-) -> Result<Option<TokenIdentity>, Failure> {
-    let tokens = tokens.clone();
-    tokio::task::spawn_blocking(move || tokens.verify(&token))
-        .await
-        .map_err(Failure::internal)?
-        .map_err(Failure::internal)
-}
-
 /// Whether a request only reads.
 pub fn is_read(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD)
@@ -238,7 +226,7 @@ async fn bearer_auth(
         refused();
         return unauthorized("an Authorization: Bearer <token> header is required");
     };
-    let who = match identify(&tokens, token).await {
+    let who = match tokens.identify(token).await {
         Ok(Some(who)) => who,
         Ok(None) => {
             refused();

@@ -194,6 +194,19 @@ impl TokenStore {
         Ok(true)
     }
 
+    /// [`TokenStore::verify`] off the async threads (the list is a file),
+    /// with the failure as an HTTP answer.
+    pub async fn identify(
+        &self,
+        token: String,
+    ) -> std::result::Result<Option<TokenIdentity>, crate::reply::Failure> {
+        let tokens = self.clone();
+        tokio::task::spawn_blocking(move || tokens.verify(&token))
+            .await
+            .map_err(crate::reply::Failure::internal)?
+            .map_err(crate::reply::Failure::internal)
+    }
+
     /// The identity of a presented token, if it is listed. Every record is
     /// compared in constant time (no early exit on a match).
     pub fn verify(&self, token: &str) -> Result<Option<TokenIdentity>> {

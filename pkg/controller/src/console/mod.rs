@@ -24,7 +24,6 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde::Deserialize;
 
-use crate::admin::https::identify;
 use crate::admin::server::LogsQuery;
 use crate::admin::tokens::TokenStore;
 use crate::reply::Failure;
@@ -126,7 +125,7 @@ struct LoginForm {
 }
 
 async fn login(State(c): State<Console>, Form(form): Form<LoginForm>) -> Response {
-    match identify(&c.tokens, form.token.trim().to_owned()).await {
+    match c.tokens.identify(form.token.trim().to_owned()).await {
         Ok(Some(who)) => {
             tracing::info!(token = %who.name, read_only = who.read_only, "console login");
             let id = c

@@ -1,7 +1,6 @@
 //! The device API (`/api/v1/…`, see `docs/api.md`): routing and the
 //! per-endpoint authorization.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -14,18 +13,9 @@ use outpost_api::cloud::{CertsResponse, DeviceInfo, DeviceMetrics, RegisterReque
 
 use super::body::{read_body, read_json};
 use super::config_poll::get_config;
+use super::peer::Peer;
 use crate::reply::Failure;
 use crate::state::{Caller, Controller};
-
-/// Who is on the other end of a connection (set per request by the
-/// connection handler).
-#[derive(Clone, Debug)]
-pub struct Peer {
-    /// SHA-256 (lowercase hex) of the client certificate DER, if one was presented.
-    pub fingerprint: Option<Arc<str>>,
-    /// The remote address.
-    pub addr: SocketAddr,
-}
 
 /// The device API router.
 pub fn router(controller: Arc<Controller>) -> Router {

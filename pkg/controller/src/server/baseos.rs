@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::api::Peer;
+use super::peer::Peer;
 use crate::reply::Failure;
 use crate::state::{Caller, Controller};
 

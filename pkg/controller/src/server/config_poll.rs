@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use outpost_api::cloud::MAX_WAIT_SECS;
 use tokio::time::Instant;
 
-use super::api::Peer;
+use super::peer::Peer;
 use crate::reply::Failure;
 use crate::state::{Controller, CurrentConfig, DeviceSlot};
 

@@ -20,7 +20,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::api::Peer;
+use super::peer::Peer;
 use crate::limits::Stats;
 use crate::pki::sha256_hex;
 use crate::state::Controller;

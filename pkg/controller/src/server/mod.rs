@@ -6,6 +6,7 @@ pub(crate) mod baseos;
 mod body;
 mod config_poll;
 mod connection;
+mod peer;
 mod tls;
 
 use std::future::Future;
@@ -17,8 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-pub use api::{router, Peer};
+pub use api::router;
 pub use body::read_json_body;
+pub use peer::Peer;
 pub use tls::{server_config, server_config_with};
 
 use crate::error::{ControllerError, Result};
