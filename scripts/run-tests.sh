@@ -11,14 +11,16 @@ fi
 eval "$(scripts/test-daemons.sh start)"
 trap 'scripts/test-daemons.sh stop' EXIT
 cargo fmt --all -- --check
+python3 scripts/check-file-circles.py
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast -- --test-threads="${OUTPOST_TEST_THREADS:-4}"
 # The controller's test matrix: the same tests again on PostgreSQL (each
 # harness starts a private cluster; replicas.rs always runs on PostgreSQL),
 # and the end-to-end controller tests (agent + real containers) likewise.
-OUTPOST_CONTROLLER_BACKEND=postgres cargo test -p outpost-controller --no-fail-fast \
-  --test auth --test baseos --test certs --test cli --test config_poll --test fleet --test revocation --test signing --test slow_clients --test uploads \
-  -- --test-threads="${OUTPOST_TEST_THREADS:-4}"
-OUTPOST_CONTROLLER_BACKEND=postgres cargo test -p outpost-tests --no-fail-fast --test controller --test controller_certs \
+# The same package selection as above (--workspace), so cargo's feature
+# unification is the same and nothing is rebuilt (-p would rebuild ~20 crates).
+OUTPOST_CONTROLLER_BACKEND=postgres cargo test --workspace --no-fail-fast \
+  --test auth --test baseos --test certs --test cli --test config_poll --test fleet --test revocation \
+  --test signing --test slow_clients --test uploads --test controller --test controller_certs \
   -- --test-threads="${OUTPOST_TEST_THREADS:-4}"
 cargo clippy --workspace --all-targets -- -D warnings

@@ -47,7 +47,7 @@ fn hello_task(env: &AgentEnv) -> (String, Option<u32>) {
     (d.task_id.clone(), d.pid)
 }
 
-fn cert_info(env: &AgentEnv) -> Option<outpost_agent::daemon::snapshot::CertView> {
+fn cert_info(env: &AgentEnv) -> Option<outpost_agent::admin::types::CertView> {
     env.info().and_then(|i: Info| i.controller).map(|c| c.cert)
 }
 
