@@ -37,9 +37,13 @@ image: deps
 ## while the controller is unreachable (tests/publish.rs), 3 power cuts
 ## during an update (tests/cuts.rs); #[ignore]d tests that run only here. KVM where a KVM guest prints on its
 ## console, else TCG; OUTPOST_QEMU_ACCEL=kvm|tcg forces one.
+## The image is built from the debug binaries that `make test` built (same
+## code; `make image` ships release ones): a release build of the workspace
+## would cost CI about 8 minutes. --workspace keeps cargo's feature set that
+## of `make test`, so nothing is rebuilt.
 image-test: deps
-	cargo build --release -p outpost-agent -p memlogd -p outpost-baseos -p outpost-controller
-	cargo test --release -p outpost-mkimage --test boot --test slots --test update --test publish --test cuts -- --include-ignored --nocapture
+	cargo build --workspace --bins
+	cargo test --workspace --test boot --test slots --test update --test publish --test cuts -- --include-ignored --nocapture
 
 ## bench: every benchmark, each printing Outpost beside a same-run baseline
 bench: deps

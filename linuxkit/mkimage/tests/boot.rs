@@ -1,8 +1,9 @@
 //! Boot test of the device image (`make image-test`, or
-//! `cargo test --release -p outpost-mkimage --test boot -- --include-ignored`
-//! after `cargo build --release -p outpost-agent -p memlogd -p outpost-baseos -p outpost-controller`).
-//! It is `#[ignore]`d otherwise: it needs those release binaries and QEMU,
-//! and fails (does not skip) when one is missing.
+//! `cargo test [--release] -p outpost-mkimage --test boot -- --include-ignored`
+//! after `cargo build [--release] -p outpost-agent -p memlogd -p outpost-baseos -p outpost-controller`).
+//! It is `#[ignore]`d otherwise: it needs those binaries (from the profile
+//! this test was built in) and QEMU, and fails (does not skip) when one is
+//! missing.
 //!
 //! Builds the image from `linuxkit/outpost.yml` with a /config holding a
 //! device.yaml for the `hello` demo app, boots it in QEMU (KVM only where a
@@ -231,11 +232,13 @@ impl Controller for ControllerGone {
     }
 }
 
-/// `<target>/release`, from this test binary's path (`<target>/release/deps/boot-…`).
-fn release_dir() -> Result<PathBuf> {
+/// The profile dir this test binary was built in (`<target>/<profile>`,
+/// from its path `<target>/<profile>/deps/boot-…`), where the image's
+/// binaries are taken from.
+fn bin_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let deps = exe.parent().context("test binary dir")?;
-    let release = deps.parent().context("target profile dir")?.to_owned();
+    let dir = deps.parent().context("target profile dir")?.to_owned();
     for bin in [
         "outpostd",
         "outpost",
@@ -245,16 +248,16 @@ fn release_dir() -> Result<PathBuf> {
         "outpost-controller",
         "outpost-slot",
     ] {
-        if !release.join(bin).is_file() || release.file_name().is_none_or(|n| n != "release") {
+        if !dir.join(bin).is_file() {
             bail!(
-                "{} not found: run `make image-test` (or build the release binaries: \
-                 cargo build --release -p outpost-agent -p memlogd -p outpost-controller, \
-                 and run this test with --release)",
-                release.join(bin).display()
+                "{} not found: run `make image-test` (or build the binaries: \
+                 cargo build -p outpost-agent -p memlogd -p outpost-baseos -p outpost-controller, \
+                 in the profile this test runs in)",
+                dir.join(bin).display()
             );
         }
     }
-    Ok(release)
+    Ok(dir)
 }
 
 /// Boot timings of one boot, seconds.
@@ -461,10 +464,10 @@ fn clock(ts: &str) -> Option<f64> {
 }
 
 #[test]
-#[ignore = "needs the release build and QEMU: make image-test"]
+#[ignore = "needs the workspace binaries and QEMU: make image-test"]
 fn image_boots_restores_from_its_checkpoint_and_onboards() -> Result<()> {
     let all = Instant::now();
-    let release = release_dir()?;
+    let release = bin_dir()?;
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = release.parent().context("target dir")?.join("image-test");
     std::fs::create_dir_all(&out)?;
