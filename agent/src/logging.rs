@@ -27,3 +27,25 @@ pub fn init(program: &'static str) {
         }
     }
 }
+
+/// On a device (root `/`), also sends a panic's message, and a fatal
+/// error given to [`kmsg`], to the kernel log: the agent's own log is in
+/// memlogd's RAM, which a watchdog reset loses, while the kernel log
+/// reaches the serial console (and pstore where there is one).
+pub fn fatal_to_kernel_log(program: &'static str) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        kmsg(&format!("{program}: {info}"));
+        default(info);
+    }));
+}
+
+/// Writes `line` to `/dev/kmsg` at priority "error" (best effort).
+pub fn kmsg(line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        // One record per write; the kernel caps a record at ~1 KiB.
+        let clipped: String = line.chars().take(900).collect();
+        let _ = f.write_all(format!("<3>{clipped}\n").as_bytes());
+    }
+}

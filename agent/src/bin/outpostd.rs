@@ -120,6 +120,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Cmd::UpgradeConvert { dry_run }) = a.command {
         return upgrade_convert(a.root, dry_run);
     }
+    let on_device = a.root == std::path::Path::new("/");
+    if on_device {
+        outpost_agent::logging::fatal_to_kernel_log("outpostd");
+    }
     let mut lo = LoopOptions {
         resync: Duration::from_secs(a.resync_secs.max(1)),
         known_good_after: Duration::from_secs(a.known_good_secs),
@@ -128,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
     lo.tunables.backoff_initial_ms = a.backoff_initial_ms;
     lo.tunables.backoff_max_ms = a.backoff_max_ms;
     lo.image_gc_grace = Duration::from_secs(a.image_gc_secs);
-    daemon::run(daemon::Options {
+    let r = daemon::run(daemon::Options {
         root: a.root,
         config_file: a.config_file,
         images: a.images,
@@ -156,5 +160,9 @@ async fn main() -> anyhow::Result<()> {
             poll: Duration::from_millis(a.service_poll_ms),
         },
     })
-    .await
+    .await;
+    if let (Err(e), true) = (&r, on_device) {
+        outpost_agent::logging::kmsg(&format!("outpostd: exiting: {e:#}"));
+    }
+    r
 }

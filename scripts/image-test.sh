@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The device-image QEMU tests (`make image-test`), in two lanes at once: each
+# guest is one TCG vCPU thread, so two lanes keep both cores of a CI host
+# busy and halve the wall time. Each test's output is printed whole when it
+# ends; the exit status is 1 when any test failed.
+#
+#   IMAGE_TEST_LANES=1 scripts/image-test.sh   # one after the other
+set -euo pipefail
+cd "$(dirname "$0")/.."
+lanes="${IMAGE_TEST_LANES:-2}"
+# Longest first, balanced by hand (TCG seconds measured on a 2-core host).
+lane_a=(publish boot)
+lane_b=(slots cuts update)
+if [ "$lanes" = 1 ]; then
+  lane_a=(publish boot slots cuts update)
+  lane_b=()
+fi
+tests=("${lane_a[@]}" "${lane_b[@]}")
+args=()
+for t in "${tests[@]}"; do args+=(--test "$t"); done
+# --workspace: the feature set of `make test`, so nothing is rebuilt.
+cargo build --workspace --bins
+cargo test --workspace "${args[@]}" --no-run
+exe() {
+  cargo test --workspace --test "$1" --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["executable"])'
+}
+out=$(mktemp -d /tmp/outpost-image-test.XXXXXX)
+run_lane() {
+  local name=$1
+  shift
+  for t in "$@"; do
+    local bin start rc=0
+    bin=$(exe "$t")
+    start=$(date +%s)
+    (cd linuxkit/mkimage && "$bin" --include-ignored --nocapture) >"$out/$t.log" 2>&1 || rc=$?
+    echo "$rc $(($(date +%s) - start))" >"$out/$t.status"
+    echo "== image test $t (lane $name): exit $rc after $(($(date +%s) - start)) s"
+    cat "$out/$t.log"
+  done
+}
+t0=$(date +%s)
+run_lane a "${lane_a[@]}" &
+pa=$!
+if [ "${#lane_b[@]}" -gt 0 ]; then
+  run_lane b "${lane_b[@]}" &
+  pb=$!
+  wait "$pb" || true
+fi
+wait "$pa" || true
+failed=0
+echo "== image tests ($lanes lanes, $(($(date +%s) - t0)) s):"
+for t in "${tests[@]}"; do
+  read -r rc secs <"$out/$t.status" || { rc=missing; secs=?; }
+  echo "   $t: exit $rc, $secs s"
+  [ "$rc" = 0 ] || failed=1
+done
+rm -rf "$out"
+exit "$failed"
