@@ -41,9 +41,9 @@ image: deps
 ## code; `make image` ships release ones): a release build of the workspace
 ## would cost CI about 8 minutes. --workspace keeps cargo's feature set that
 ## of `make test`, so nothing is rebuilt.
+## scripts/image-test.sh runs them two at a time, then boot.rs alone.
 image-test: deps
-	cargo build --workspace --bins
-	cargo test --workspace --test boot --test slots --test update --test publish --test cuts -- --include-ignored --nocapture
+	scripts/image-test.sh
 
 ## bench: every benchmark, each printing Outpost beside a same-run baseline
 bench: deps
