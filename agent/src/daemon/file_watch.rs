@@ -30,6 +30,9 @@ pub fn watch<T: Send + 'static>(
     let name = path.file_name().map(|n| n.to_owned());
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
+            if !changes(&ev.kind) {
+                return;
+            }
             if ev.paths.is_empty() || ev.paths.iter().any(|p| p.file_name() == name.as_deref()) {
                 let _ = ev_tx.try_send(settled(&ev.kind));
             }
@@ -81,6 +84,19 @@ pub fn watch<T: Send + 'static>(
     })
 }
 
+/// Whether `kind` can change the content. Opening or reading the file
+/// cannot (and this watcher's own read would otherwise wake it again,
+/// forever: inotify reports opens).
+fn changes(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    use notify::EventKind;
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// Whether `kind` says the file is complete: renamed into place (the
 /// usual atomic write) or closed after a write. Such an event is read at
 /// once; a bare modification is debounced.
@@ -97,6 +113,64 @@ fn settled(kind: &notify::EventKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opening_or_reading_the_file_is_no_change() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
+        use notify::EventKind as K;
+        for (kind, want) in [
+            (K::Access(AccessKind::Open(AccessMode::Any)), false),
+            (K::Access(AccessKind::Close(AccessMode::Read)), false),
+            (K::Access(AccessKind::Read), false),
+            (K::Access(AccessKind::Close(AccessMode::Write)), true),
+            (K::Create(CreateKind::File), true),
+            (K::Modify(ModifyKind::Any), true),
+            (K::Remove(RemoveKind::File), true),
+            (K::Any, true),
+        ] {
+            assert_eq!(changes(&kind), want, "{kind:?}");
+        }
+    }
+
+    /// The watcher's own reads must not wake it: after the first read,
+    /// an untouched file is read again only by the 30 s re-check.
+    #[tokio::test]
+    async fn an_untouched_file_is_not_read_again_and_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.yaml");
+        std::fs::write(&path, "a").unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let _w = watch(path.clone(), tx, |b| b);
+        assert_eq!(rx.recv().await.unwrap(), b"a");
+        // Count the opens of the file for half a second with a second
+        // watcher on the same directory.
+        let (otx, orx) = std::sync::mpsc::channel();
+        let mut counter = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                if matches!(
+                    ev.kind,
+                    notify::EventKind::Access(notify::event::AccessKind::Open(_))
+                ) {
+                    let _ = otx.send(());
+                }
+            }
+        })
+        .unwrap();
+        use notify::Watcher;
+        counter
+            .watch(dir.path(), notify::RecursiveMode::NonRecursive)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let opens = orx.try_iter().count();
+        assert!(
+            opens <= 1,
+            "the file was opened {opens} times in 0.5 s while nobody wrote it"
+        );
+        // A real change still arrives.
+        std::fs::write(dir.path().join(".t"), "b").unwrap();
+        std::fs::rename(dir.path().join(".t"), &path).unwrap();
+        assert_eq!(rx.recv().await.unwrap(), b"b");
+    }
 
     #[test]
     fn only_a_rename_into_place_or_a_close_after_writing_skips_the_debounce() {
