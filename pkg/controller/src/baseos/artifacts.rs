@@ -20,14 +20,7 @@ use crate::state::Controller;
 impl Controller {
     /// Every stored artifact with the devices whose config names it.
     pub async fn base_os_list(self: &Arc<Self>) -> Result<Vec<ArtifactView>, Failure> {
-        let names: HashMap<String, String> = self
-            .slots()
-            .iter()
-            .map(|s| {
-                let r = s.record();
-                (r.uuid, r.name)
-            })
-            .collect();
+        let names: HashMap<String, String> = self.device_names().into_iter().collect();
         self.blocking(move |c| {
             let users = c.artifact_users()?;
             let mut out: Vec<ArtifactView> =

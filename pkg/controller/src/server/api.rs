@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use outpost_api::cloud::{CertsResponse, DeviceInfo, DeviceMetrics, RegisterRequest, BATCH_HEADER};
 
-use super::body::{read_body, read_json};
+use super::body::{read_body, read_json_body};
 use super::config_poll::get_config;
 use super::peer::Peer;
 use crate::reply::Failure;
@@ -96,16 +96,7 @@ async fn register(
             )))
         }
     }
-    let l = &c.limits;
-    let req: RegisterRequest = read_json(
-        &headers,
-        body,
-        l.max_json_body,
-        l.body_timeout,
-        &c.stats,
-        "RegisterRequest",
-    )
-    .await?;
+    let req: RegisterRequest = read_json_body(&c, &headers, body, "RegisterRequest").await?;
     let done = c.register(req).await?;
     Ok((done.status, Json(done.response)).into_response())
 }
@@ -120,16 +111,7 @@ async fn device_json<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<(Arc<crate::state::DeviceSlot>, T), Failure> {
     let slot = c.authorize(peer.fingerprint.as_deref(), uuid).await?;
-    let l = &c.limits;
-    let value = read_json(
-        headers,
-        body,
-        l.max_json_body,
-        l.body_timeout,
-        &c.stats,
-        what,
-    )
-    .await?;
+    let value = read_json_body(c, headers, body, what).await?;
     Ok((slot, value))
 }
 

@@ -149,14 +149,7 @@ impl Controller {
         document::prepare(&text, 1)
             .map_err(|e| Failure::bad_request(format!("config refused, nothing changed: {e}")))?;
         let _ops = self.ops.lock().await;
-        let mut devices: Vec<(String, String)> = self
-            .slots()
-            .iter()
-            .map(|s| {
-                let r = s.record();
-                (r.uuid, r.name)
-            })
-            .collect();
+        let mut devices = self.device_names();
         devices.sort_by(|a, b| a.1.cmp(&b.1));
         let uuids: Vec<String> = devices.iter().map(|(u, _)| u.clone()).collect();
         let stored = self

@@ -258,6 +258,17 @@ impl Controller {
         self.devices.read().unwrap().values().cloned().collect()
     }
 
+    /// (UUID, name) of every device.
+    pub fn device_names(&self) -> Vec<(String, String)> {
+        self.slots()
+            .iter()
+            .map(|s| {
+                let r = s.record();
+                (r.uuid, r.name)
+            })
+            .collect()
+    }
+
     /// Inserts or replaces a device in memory, keeping its watchers.
     pub(crate) fn insert_slot(&self, record: DeviceRecord) -> Arc<DeviceSlot> {
         let mut fps = self.by_fingerprint.write().unwrap();
