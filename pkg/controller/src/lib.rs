@@ -63,9 +63,10 @@
 //!   certificates (10 years).
 //! * Every upload is its own durable (fsync) transaction; with many
 //!   devices sending small log batches the disk's fsync rate is the bound.
-//! * On PostgreSQL, `device logs -f` is woken by uploads stored through the
-//!   same replica only; no TLS to the database (unix socket or a private
-//!   network).
+//! * On PostgreSQL, `device logs -f` is woken at once by uploads stored
+//!   through the same replica, and reads again every second for those
+//!   stored through another; no TLS to the database (unix socket or a
+//!   private network).
 //! * `last seen` is kept in memory; after a restart it falls back to the
 //!   time of the device's last `info`.
 //! * HTTP/1.1 only (ALPN `http/1.1`); an idle keep-alive connection is closed

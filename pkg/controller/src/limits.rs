@@ -97,6 +97,9 @@ counters! {
     body_timeouts,
     /// Config long-polls waiting now.
     long_polls_waiting,
+    /// Log follow requests (`device logs -f`, the console's log view)
+    /// waiting now.
+    log_follows_waiting,
     /// Change notifications (PostgreSQL `NOTIFY`) received from other replicas.
     notifications_received,
     /// Notifications dropped because the queue was full (a catch-up follows).
@@ -120,6 +123,27 @@ counters! {
     certs_renewed,
     /// Device requests refused because the device is revoked.
     revoked_refused,
+}
+
+/// Counts a waiting request in each of `N` gauges while it lives.
+pub(crate) struct Waiting<'a, const N: usize>([&'a AtomicU64; N]);
+
+impl<'a, const N: usize> Waiting<'a, N> {
+    /// Adds one to each gauge until dropped.
+    pub(crate) fn new(gauges: [&'a AtomicU64; N]) -> Self {
+        for g in gauges {
+            g.fetch_add(1, Ordering::Relaxed);
+        }
+        Waiting(gauges)
+    }
+}
+
+impl<const N: usize> Drop for Waiting<'_, N> {
+    fn drop(&mut self) {
+        for g in self.0 {
+            g.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Resolves once `stop` is (or becomes) `true`, or its sender is gone.

@@ -298,3 +298,66 @@ async fn migrations_are_recorded_and_a_newer_schema_is_refused() {
         "{err}"
     );
 }
+
+/// `device logs -f` through one replica shows lines a device uploads
+/// through the other (which wakes no one there) within a few seconds, not
+/// only when the follow request's 30 s wait ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_on_one_replica_sees_logs_uploaded_through_the_other() {
+    use std::io::BufRead;
+    let s = setup(None);
+    let d = register(&s.src, &s.bases[0], "SN-logs").await;
+    wait_for(
+        "replica 1 to know the device",
+        Duration::from_secs(20),
+        || s.replicas[1].cli(&["device", "status", &d.uuid]).0,
+    );
+    let mut follower = std::process::Command::new(common::replica::BIN)
+        .arg("--state")
+        .arg(s.replicas[1].state.root())
+        .args(["device", "logs", &d.uuid, "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    // The follow request is held on replica 1 before the upload.
+    wait_for(
+        "the follower's request held",
+        Duration::from_secs(20),
+        || s.replicas[1].stat("log_follows_waiting") == 1,
+    );
+    let entry = outpost_api::cloud::LogEntry {
+        time: "2026-01-01T00:00:00.000000001Z".into(),
+        source: "guest_vm-x.1.1".into(),
+        app: None,
+        msg: "through-replica-0".into(),
+    };
+    let t = Instant::now();
+    let r = d
+        .client
+        .post(format!("{}/devices/{}/logs", s.bases[0], d.uuid))
+        .header(outpost_api::cloud::BATCH_HEADER, "1")
+        .body(common::log_batch(&[entry]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) if l.contains("through-replica-0") => break Some(t.elapsed()),
+            _ if Instant::now() > deadline => break None,
+            _ => {}
+        }
+    };
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let seen = seen.expect("the follower on replica 1 did not show the line within 10 s");
+    println!("line uploaded through replica 0 shown by `logs -f` on replica 1 after {seen:?}");
+}

@@ -26,6 +26,9 @@ use crate::state::{ConfigSet, Controller, DeviceSlot};
 
 /// Most lines one log page holds.
 const LOG_PAGE: usize = 5000;
+/// How often a waiting `logs -f` request reads again on a shared database.
+const SHARED_LOG_RECHECK: Duration = Duration::from_secs(1);
+
 /// Longest a `logs -f` request waits for new lines.
 const MAX_LOG_WAIT: u64 = 60;
 
@@ -278,6 +281,13 @@ pub(crate) async fn logs(
     let shutdown = c.shutdown.subscribe();
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_LOG_WAIT));
     let deadline = tokio::time::Instant::now() + wait;
+    // Uploads stored through another replica wake no one here: on a shared
+    // database the page is read again every second while waiting.
+    let recheck = if c.db.shared() {
+        SHARED_LOG_RECHECK
+    } else {
+        wait
+    };
     loop {
         changed.borrow_and_update();
         let page = {
@@ -289,10 +299,12 @@ pub(crate) async fn logs(
         if !page.lines.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(page));
         }
+        let _waiting = crate::limits::Waiting::new([&c.stats.log_follows_waiting]);
         tokio::select! {
             r = changed.changed() => if r.is_err() || slot.is_deleted() { return Ok(Json(page)) },
             _ = crate::limits::stopped(shutdown.clone()) => return Ok(Json(page)),
             _ = tokio::time::sleep_until(deadline) => return Ok(Json(page)),
+            _ = tokio::time::sleep(recheck) => {}
         }
     }
 }

@@ -6,7 +6,6 @@
 //! `204` when no config is set). A waiting request costs one task and one
 //! watch receiver.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,26 +18,6 @@ use tokio::time::Instant;
 use super::peer::Peer;
 use crate::reply::Failure;
 use crate::state::{Controller, CurrentConfig, DeviceSlot};
-
-/// Counts a waiting long-poll (server-wide and per device) while it lives.
-struct Waiting<'a>([&'a AtomicU64; 2]);
-
-impl<'a> Waiting<'a> {
-    fn new(gauges: [&'a AtomicU64; 2]) -> Self {
-        for g in gauges {
-            g.fetch_add(1, Ordering::Relaxed);
-        }
-        Waiting(gauges)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        for g in self.0 {
-            g.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
 
 fn parse_wait(query: Option<&str>) -> Result<Duration, Failure> {
     let mut wait = 0;
@@ -147,7 +126,7 @@ async fn wait_for_config(
             return Ok(nothing_newer(current.as_deref()));
         }
         waiting.get_or_insert_with(|| {
-            Waiting::new([&c.stats.long_polls_waiting, &slot.polls_waiting])
+            crate::limits::Waiting::new([&c.stats.long_polls_waiting, &slot.polls_waiting])
         });
         tokio::select! {
             changed = rx.changed() => {
