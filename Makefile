@@ -41,7 +41,7 @@ image: deps
 ## code; `make image` ships release ones): a release build of the workspace
 ## would cost CI about 8 minutes. --workspace keeps cargo's feature set that
 ## of `make test`, so nothing is rebuilt.
-## scripts/image-test.sh runs them one after the other (IMAGE_TEST_LANES=2: two at a time).
+## scripts/image-test.sh runs them two at a time (IMAGE_TEST_LANES=1: one at a time); under TCG each guest has one vCPU.
 image-test: deps
 	scripts/image-test.sh
 

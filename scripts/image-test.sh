@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# The device-image QEMU tests (`make image-test`), one after the other, then
-# boot.rs. Each test's output is printed whole when it ends, with its exit
+# The device-image QEMU tests (`make image-test`) in two lanes, then boot.rs
+# alone. Each test's output is printed whole when it ends, with its exit
 # status and seconds; the exit status is 1 when any test failed.
 #
-#   IMAGE_TEST_LANES=2 scripts/image-test.sh   # two at a time
+#   IMAGE_TEST_LANES=1 scripts/image-test.sh   # one at a time
 #
-# Two at a time saves ~3 minutes on a 2-core host but is not the default:
-# each guest has 2 vCPUs under multi-threaded TCG, and with two guests on two
-# host cores a guest was seen to hang for minutes in soft lockups
-# (cuts.rs, CI run of 2026-12-06).
+# Two at a time by default: 474 s for all five on a 2-core host, against
+# 979 s one at a time. Under TCG each guest has one vCPU (accel.rs,
+# Accel::vcpus): with two vCPUs under multi-threaded TCG, guests hung for
+# minutes in soft lockups, two at a time (cuts.rs) and alone (slots.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-lanes="${IMAGE_TEST_LANES:-1}"
-# Balanced by hand (TCG seconds with both lanes busy on a 2-core host:
-# publish 267, update 63 | slots 228, cuts 198; then boot ~110 alone).
+lanes="${IMAGE_TEST_LANES:-2}"
+# Balanced by hand (TCG seconds, one vCPU, both lanes busy on a 2-core host:
+# publish 233, update 73 | slots 201, cuts 147; then boot 126 alone).
 lane_a=(publish update)
 lane_b=(slots cuts)
 solo=(boot)

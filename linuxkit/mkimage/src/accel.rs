@@ -31,7 +31,7 @@ pub const PROBE_WAIT: Duration = Duration::from_secs(5);
 pub enum Accel {
     /// Hardware virtualisation through `/dev/kvm`.
     Kvm,
-    /// QEMU's software emulation (multi-threaded).
+    /// QEMU's software emulation, one vCPU ([`Accel::vcpus`]).
     Tcg,
 }
 
@@ -40,7 +40,22 @@ impl Accel {
     pub fn qemu_arg(self) -> &'static str {
         match self {
             Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg,thread=multi",
+            Accel::Tcg => "tcg",
+        }
+    }
+
+    /// How many of the `wanted` vCPUs the guest gets. Under TCG: one.
+    /// Multi-threaded TCG with two vCPUs on a two-core host hung guests in
+    /// CI for minutes in soft lockups ("CPU#0 stuck for 22s [runc]" and
+    /// CPU#1 likewise at once, no shell within 300 s): a vCPU that spins
+    /// waiting for the other (TLB shootdown, spinlock) burns its host core
+    /// while the other vCPU's thread waits for one. A single vCPU never
+    /// waits on another, and the guest's work here (boot, containerd, one
+    /// app) is sequential enough that a second emulated CPU bought little.
+    pub fn vcpus(self, wanted: u32) -> u32 {
+        match self {
+            Accel::Kvm => wanted,
+            Accel::Tcg => wanted.min(1),
         }
     }
 }

@@ -47,7 +47,7 @@ pub struct QemuOptions {
     pub cmdline: String,
     /// Guest memory, MiB.
     pub memory_mib: u32,
-    /// Guest CPUs.
+    /// Guest CPUs wanted (TCG gives one: [`Accel::vcpus`]).
     pub cpus: u32,
     /// Guest network: restricted user networking with these forwards.
     pub forwards: Vec<GuestForward>,
@@ -88,7 +88,7 @@ impl QemuOptions {
                 "-m",
                 &self.memory_mib.to_string(),
                 "-smp",
-                &self.cpus.to_string(),
+                &accel.vcpus(self.cpus).to_string(),
             ])
             .arg("-kernel")
             .arg(&self.kernel)
@@ -146,13 +146,16 @@ mod tests {
         assert_eq!(after("-append"), "console=ttyS0");
         assert!(after("-drive").starts_with("file=/img/disk.img,format=raw,if=virtio"));
         assert_eq!(after("-serial"), "stdio");
-        assert_eq!(after("-accel"), "tcg,thread=multi");
+        assert_eq!(after("-accel"), "tcg");
+        assert_eq!(after("-smp"), "1");
         let kvm: Vec<String> = o
             .command(Accel::Kvm)
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         assert_eq!(kvm[..2], ["-accel", "kvm"]);
+        let smp = kvm.iter().position(|a| a == "-smp").unwrap() + 1;
+        assert_eq!(kvm[smp], "2");
         assert!(args.contains(&"-no-reboot".to_string()));
         assert_eq!(after("-action"), "watchdog=reset");
         assert!(args.contains(&"i6300esb".to_string()));
