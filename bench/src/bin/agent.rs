@@ -5,7 +5,8 @@
 //! 3) alternating rounds and the medians compared.
 //!
 //! `cargo build --release --workspace && target/release/bench-agent [N…]`
-//! (uses `outpostd` and `memlogd` from the same target directory).
+//! (uses `outpostd` and `memlogd` from the same target directory;
+//! `BENCH_AGENT_LOGS=<dir>` keeps each device's agent log there).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -293,6 +294,14 @@ impl Device {
             .status();
         let _ = self.agent.wait();
         let root = self.dir.path().display().to_string();
+        // BENCH_AGENT_LOGS=<dir> keeps each device's agent log (to see where
+        // a round's time went).
+        if let Some(keep) = std::env::var_os("BENCH_AGENT_LOGS") {
+            let name = self.dir.path().file_name().unwrap_or_default();
+            let to = Path::new(&keep).join(name).with_extension("log");
+            let _ = std::fs::create_dir_all(&keep);
+            let _ = std::fs::copy(self.dir.path().join("outpostd.log"), to);
+        }
         let _ = Command::new("pkill").args(["-f", &root]).status();
         let _ = self.memlogd.kill();
         let _ = self.memlogd.wait();
