@@ -8,6 +8,7 @@ pub mod downloads;
 pub mod driver;
 pub mod executor;
 mod file_watch;
+mod heap;
 pub mod images;
 pub mod logs;
 pub mod reconciler;

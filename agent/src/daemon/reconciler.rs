@@ -65,6 +65,10 @@ impl<D: Driver> Reconciler<D> {
                     Some(self.clock.now_ms() + 2000)
                 }
             };
+            if busy_passes > 0 {
+                // A burst of work is over: give its freed heap back.
+                super::heap::release_free_heap();
+            }
             busy_passes = 0;
             if self.dirty {
                 continue;

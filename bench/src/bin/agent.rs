@@ -7,6 +7,12 @@
 //! `cargo build --release --workspace && target/release/bench-agent [N…]`
 //! (uses `outpostd` and `memlogd` from the same target directory;
 //! `BENCH_AGENT_LOGS=<dir>` keeps each device's agent log there).
+//!
+//! `BENCH_BASELINE_OUTPOSTD=<path>` measures another `outpostd` build (an
+//! older commit's, say) in the same rounds, config→RUNNING and idle, and
+//! prints it beside this one: a before/after on the same host at the same
+//! time. It must take the same command line (`--root --images
+//! --config-file`) and serve the same admin API.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,7 +41,7 @@ struct Device {
 impl Device {
     /// A device watching a local config file, or (with `bundle`) one that
     /// takes its config from the controller whose `/config` bundle it is.
-    fn start(bin: &Path, images: &Path, bundle: Option<&Path>) -> Result<Device> {
+    fn start(bin: &Path, outpostd: &Path, images: &Path, bundle: Option<&Path>) -> Result<Device> {
         let dir = tempfile::Builder::new()
             .prefix("outpost-bench-agent")
             .tempdir_in("/tmp")?;
@@ -55,7 +61,7 @@ impl Device {
             .spawn()
             .context("starting memlogd")?;
         let log = std::fs::File::create(l.root().join("outpostd.log"))?;
-        let mut cmd = Command::new(bin.join("outpostd"));
+        let mut cmd = Command::new(outpostd);
         cmd.arg("--root").arg(l.root()).arg("--images").arg(images);
         match bundle {
             Some(b) => {
@@ -109,7 +115,31 @@ impl Device {
     }
 }
 
-fn proc_stat(pid: u32) -> (u64, u64) {
+/// Idle figures of an agent: KiB of RSS, anonymous and file-backed (code
+/// pages, shared with the page cache and reclaimable), and CPU percent.
+#[derive(Clone, Copy, Debug)]
+struct Idle {
+    rss_anon: u64,
+    rss_file: u64,
+    cpu: f64,
+}
+
+impl std::fmt::Display for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |k: u64| k as f64 / 1024.0;
+        write!(
+            f,
+            "RSS {:.1} MiB (anonymous {:.1} MiB, file-backed {:.1} MiB), CPU {:.2}% of one core",
+            mib(self.rss_anon + self.rss_file),
+            mib(self.rss_anon),
+            mib(self.rss_file),
+            self.cpu
+        )
+    }
+}
+
+/// CPU ticks (user + system) and (anonymous, file-backed) RSS in KiB.
+fn proc_stat(pid: u32) -> (u64, (u64, u64)) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let f: Vec<&str> = stat
         .rsplit_once(')')
@@ -120,13 +150,15 @@ fn proc_stat(pid: u32) -> (u64, u64) {
     let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (ticks, rss)
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (ticks, (kib("RssAnon:"), kib("RssFile:")))
 }
 
 async fn raw_runtime(images: &Path, n: usize) -> Result<Duration> {
@@ -202,54 +234,76 @@ async fn main() -> Result<()> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3)
         .max(1);
-    println!(
-        "{:<6} {:>28} {:>28} {:>8}   (median of {rounds} rounds; each round's agent/raw in brackets)",
-        "apps", "outpostd: config→RUNNING", "runtime API, 4 parallel", "ratio"
-    );
-    let mut idle = None;
-    for (i, &n) in ns.iter().enumerate() {
-        let (mut agent, mut raw) = (Vec::new(), Vec::new());
-        for r in 0..rounds {
-            let keep = i == ns.len() - 1 && r == rounds - 1;
-            let (took, idle_now) =
-                agent_round(&bin, images, n, (i * rounds + r) as u32, keep).await?;
-            agent.push(took);
-            raw.push(raw_runtime(images, n).await?);
-            if idle_now.is_some() {
-                idle = idle_now;
-            }
-        }
-        let (a, b) = (outpost_bench::median(&agent), outpost_bench::median(&raw));
-        let each: Vec<String> = agent
-            .iter()
-            .zip(&raw)
-            .map(|(a, b)| format!("{:.0}/{:.0}", a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3))
-            .collect();
-        println!(
-            "{n:<6} {:>28} {:>28} {:>7.2}x   [{}]",
-            ms(a),
-            ms(b),
-            a.as_secs_f64() / b.as_secs_f64(),
-            each.join(" ")
-        );
+    let this = bin.join("outpostd");
+    let baseline = std::env::var_os("BENCH_BASELINE_OUTPOSTD").map(PathBuf::from);
+    let mut agents = vec![("outpostd", this.as_path())];
+    if let Some(b) = &baseline {
+        println!("baseline outpostd: {}", b.display());
+        agents.push(("baseline", b.as_path()));
     }
-    if let Some((n, rss, cpu)) = idle {
-        println!("outpostd at idle with {n} apps (10 s window): RSS {:.1} MiB, CPU {cpu:.2}% of one core", rss as f64 / 1024.0);
+    let mut header = format!("{:<6} {:>26}", "apps", "outpostd: config→RUNNING");
+    if baseline.is_some() {
+        header += &format!(" {:>26}", "baseline: config→RUNNING");
+    }
+    header += &format!(" {:>26} {:>8}", "runtime API, 4 parallel", "ratio");
+    if baseline.is_some() {
+        header += &format!(" {:>9}", "baseline");
+    }
+    println!("{header}   (median of {rounds} rounds; each round's times in brackets)");
+    let mut idle: Vec<(&str, usize, Idle)> = Vec::new();
+    for (i, &n) in ns.iter().enumerate() {
+        // times[k] for agents[k]; the raw API last.
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); agents.len() + 1];
+        for r in 0..rounds {
+            let last = i == ns.len() - 1 && r == rounds - 1;
+            for (k, (name, agent)) in agents.iter().enumerate() {
+                let round = ((i * rounds + r) * agents.len() + k) as u32;
+                let (took, at_idle) = agent_round(&bin, agent, images, n, round, last).await?;
+                times[k].push(took);
+                if let Some(u) = at_idle {
+                    idle.push((name, n, u));
+                }
+            }
+            times[agents.len()].push(raw_runtime(images, n).await?);
+        }
+        let medians: Vec<Duration> = times.iter().map(|t| outpost_bench::median(t)).collect();
+        let raw = medians[agents.len()].as_secs_f64();
+        let mut row = format!("{n:<6}");
+        for m in &medians {
+            row += &format!(" {:>26}", ms(*m));
+        }
+        for m in &medians[..agents.len()] {
+            row += &format!(" {:>8.2}x", m.as_secs_f64() / raw);
+        }
+        let each: Vec<String> = (0..rounds)
+            .map(|r| {
+                let t: Vec<String> = times
+                    .iter()
+                    .map(|t| format!("{:.0}", t[r].as_secs_f64() * 1e3))
+                    .collect();
+                t.join("/")
+            })
+            .collect();
+        println!("{row}   [{}]", each.join(" "));
+    }
+    for (name, n, u) in idle {
+        println!("{name} at idle with {n} apps (10 s window): {u}");
     }
     push_latency(&bin, images, 20).await
 }
 
-/// One round on a fresh device: the time from the config write to `n`
-/// apps RUNNING; with `idle`, also the agent's RSS and CPU over 10 s with
-/// the apps running.
+/// One round of agent `outpostd` on a fresh device: the time from the
+/// config write to `n` apps RUNNING; with `idle`, also the agent's RSS and
+/// CPU over 10 s with the apps running.
 async fn agent_round(
     bin: &Path,
+    outpostd: &Path,
     images: &Path,
     n: usize,
     round: u32,
     idle: bool,
-) -> Result<(Duration, Option<(usize, u64, f64)>)> {
-    let dev = Device::start(bin, images, None)?;
+) -> Result<(Duration, Option<Idle>)> {
+    let dev = Device::start(bin, outpostd, images, None)?;
     dev.wait("agent up", |_| true).await?;
     while dev
         .admin
@@ -275,10 +329,14 @@ async fn agent_round(
         let (t0, _) = proc_stat(pid);
         let window = Duration::from_secs(10);
         tokio::time::sleep(window).await;
-        let (t1, rss) = proc_stat(pid);
+        let (t1, (rss_anon, rss_file)) = proc_stat(pid);
         let hz = 100.0;
         let cpu = (t1 - t0) as f64 / hz / window.as_secs_f64() * 100.0;
-        usage = Some((n, rss, cpu));
+        usage = Some(Idle {
+            rss_anon,
+            rss_file,
+            cpu,
+        });
     }
     // Remove the apps through the agent, then stop everything.
     dev.write_config(3, "")?;
@@ -360,7 +418,7 @@ fn push_app(counter: u64) -> String {
 async fn push_latency(bin: &Path, images: &Path, n: u64) -> Result<()> {
     use outpost_bench::controller::Controller;
     let ctl = Controller::start(&bin.join("outpost-controller"))?;
-    let dev = Device::start(bin, images, Some(&ctl.bundle()))?;
+    let dev = Device::start(bin, &bin.join("outpostd"), images, Some(&ctl.bundle()))?;
     let cfg = dev.dir.path().join("push.yaml");
     let set = |counter: u64| -> Result<()> {
         std::fs::write(&cfg, format!("apps:\n{}", push_app(counter)))?;
@@ -386,7 +444,7 @@ async fn push_latency(bin: &Path, images: &Path, n: u64) -> Result<()> {
     dev.stop();
     drop(ctl);
 
-    let dev = Device::start(bin, images, None)?;
+    let dev = Device::start(bin, &bin.join("outpostd"), images, None)?;
     dev.write_config(2, &push_app(0))?;
     dev.wait("push RUNNING", |l| {
         l.iter().any(|a| a.state == SwState::Running)
