@@ -8,6 +8,7 @@ mod common;
 use common::{doc, Harness};
 use outpost_controller::admin::client::AdminClient;
 use outpost_controller::baseos::{ArtifactView, PublishCheck, Published};
+use outpost_controller::layout;
 use outpost_controller::state::ConfigSet;
 use outpost_controller::{ControllerError, Limits};
 use sha2::{Digest, Sha256};
@@ -154,6 +155,23 @@ async fn publish_stores_bounds_serves_and_signs_the_base_os() {
         format!("bytes 100000-299999/{}", bytes_a.len()).as_str()
     );
     assert_eq!(resp.bytes().await.unwrap().as_ref(), &bytes_a[100_000..]);
+    // The agent's client resumes the same way.
+    let agent = outpost_cloud::Client::new(
+        &h.addr.to_string(),
+        h.file(layout::CA_CERT).as_bytes(),
+        Some((d1.cert_pem.as_bytes(), d1.key_pem.as_bytes())),
+    )
+    .unwrap();
+    let path = format!("/api/v1/base-os/{sha_a}");
+    let stall = std::time::Duration::from_secs(10);
+    let mut resumed = agent.download_from(&path, 250_000, stall).await.unwrap();
+    assert_eq!(resumed.start(), 250_000);
+    let mut got = Vec::new();
+    while let Some(c) = resumed.chunk().await.unwrap() {
+        got.extend(c);
+    }
+    assert_eq!(got.as_slice(), &bytes_a[250_000..]);
+    assert_eq!(agent.download(&path, stall).await.unwrap().start(), 0);
     assert_eq!(h.anonymous().get(&url).send().await.unwrap().status(), 401);
     assert_eq!(h.onboarding().get(&url).send().await.unwrap().status(), 403);
     let other = h.url(&format!("/base-os/{}", "0".repeat(64)));

@@ -3,26 +3,84 @@
 //! config), or `https://` of the device's own controller, fetched with the
 //! device's mTLS identity (what `outpost-controller base-os publish` sets;
 //! the controller serves its images to device certificates only).
+//!
+//! A source opens at an offset (`Range: bytes=<from>-`), so an interrupted
+//! download resumes where it stopped; a server that ignores the range
+//! sends the whole image and [`Source::start`] says so. Errors say whether
+//! trying again can help ([`FetchError`]).
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use outpost_cloud::{Bundle, Client, Download, IdentityStore};
+use anyhow::{anyhow, Context};
+use outpost_cloud::{Bundle, Client, CloudError, Download, IdentityStore};
 use outpost_runtime::Layout;
 
-/// A blocking reader for `url` (see the module doc).
-pub fn open_source(url: &str, layout: &Layout) -> Result<Box<dyn Read + Send>> {
+/// A failed fetch, and whether trying again later can help.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The network or the server for now (no connection, a stall, a cut
+    /// stream, 5xx, 408, 429; a device not yet registered): retried with
+    /// backoff, resuming where it stopped.
+    #[error("{0:#}")]
+    Transient(anyhow::Error),
+    /// Only a config change helps (a URL not fetched from, a missing file,
+    /// a 4xx answer, a digest mismatch, an image larger than the slot).
+    #[error("{0:#}")]
+    Permanent(anyhow::Error),
+}
+
+impl FetchError {
+    /// Whether trying again later can help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, FetchError::Transient(_))
+    }
+}
+
+/// Whether an HTTP error status may go away by itself.
+pub fn status_is_transient(status: u16) -> bool {
+    status >= 500 || status == 408 || status == 429
+}
+
+type Fetched<T> = std::result::Result<T, FetchError>;
+
+fn transient(e: impl Into<anyhow::Error>) -> FetchError {
+    FetchError::Transient(e.into())
+}
+
+fn permanent(e: impl Into<anyhow::Error>) -> FetchError {
+    FetchError::Permanent(e.into())
+}
+
+/// An image being read, from byte `start` of the image on.
+pub struct Source {
+    /// The bytes.
+    pub reader: Box<dyn Read + Send>,
+    /// Where in the image the first byte read is: the `from` asked for, or
+    /// 0 when the server sent the whole image instead.
+    pub start: u64,
+}
+
+/// A blocking reader for `url` (see the module doc) from byte `from` on.
+pub fn open_source(url: &str, layout: &Layout, from: u64) -> Fetched<Source> {
     if let Some(p) = url.strip_prefix("file:") {
-        let f = std::fs::File::open(p).with_context(|| format!("opening {p}"))?;
-        return Ok(Box::new(f));
+        let mut f = std::fs::File::open(p)
+            .with_context(|| format!("opening {p}"))
+            .map_err(permanent)?;
+        f.seek(SeekFrom::Start(from))
+            .with_context(|| format!("seeking {p} to {from}"))
+            .map_err(permanent)?;
+        return Ok(Source {
+            reader: Box::new(f),
+            start: from,
+        });
     }
     if let Some(rest) = url.strip_prefix("https://") {
-        return from_controller(url, rest, layout);
+        return from_controller(url, rest, layout, from);
     }
     let rest = url
         .strip_prefix("http://")
-        .with_context(|| format!("{url}: only http:// and file:/ URLs are fetched"))?;
+        .ok_or_else(|| permanent(anyhow!("{url}: only http:// and file:/ URLs are fetched")))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -33,30 +91,72 @@ pub fn open_source(url: &str, layout: &Layout) -> Result<Box<dyn Read + Send>> {
         format!("{authority}:80")
     };
     let rt = tokio::runtime::Handle::current();
-    let body = rt.block_on(async {
+    let (start, body) = rt.block_on(async {
         let stream = tokio::time::timeout(IO_TIMEOUT, tokio::net::TcpStream::connect(&addr))
             .await
-            .with_context(|| format!("connecting to {addr}: timed out"))?
-            .with_context(|| format!("connecting to {addr}"))?;
+            .with_context(|| format!("connecting to {addr}: timed out"))
+            .map_err(transient)?
+            .with_context(|| format!("connecting to {addr}"))
+            .map_err(transient)?;
         let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(transient)?;
         tokio::spawn(conn);
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, authority)
-            .body(http_body_util::Empty::<hyper::body::Bytes>::new())?;
+        let mut req = hyper::Request::get(path).header(hyper::header::HOST, authority);
+        if from > 0 {
+            req = req.header(hyper::header::RANGE, format!("bytes={from}-"));
+        }
+        let req = req
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .map_err(permanent)?;
         let resp = tokio::time::timeout(IO_TIMEOUT, sender.send_request(req))
             .await
-            .with_context(|| format!("fetching {url}: no answer"))??;
-        if !resp.status().is_success() {
-            bail!("fetching {url}: {}", resp.status());
+            .with_context(|| format!("fetching {url}: no answer"))
+            .map_err(transient)?
+            .with_context(|| format!("fetching {url}"))
+            .map_err(transient)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let e = anyhow!("fetching {url}: {status}");
+            return Err(if status_is_transient(status.as_u16()) {
+                transient(e)
+            } else {
+                permanent(e)
+            });
         }
-        anyhow::Ok(resp.into_body())
+        let start = if status == hyper::StatusCode::PARTIAL_CONTENT {
+            let header = resp.headers().get(hyper::header::CONTENT_RANGE);
+            outpost_cloud::client::content_range_first(header.and_then(|v| v.to_str().ok()))
+                .unwrap_or(u64::MAX)
+        } else {
+            0
+        };
+        Ok((start, resp.into_body()))
     })?;
-    Ok(Box::new(HttpBody {
+    let reader = Box::new(HttpBody {
         rt,
         body,
         pending: hyper::body::Bytes::new(),
-    }))
+    });
+    resumed_at(url, from, start, reader)
+}
+
+/// A source whose body begins at `start` when `from` was asked for: a
+/// partial answer must begin where asked (else the bytes would land in the
+/// wrong place); a whole one (`start` 0) is read from the beginning.
+fn resumed_at(url: &str, from: u64, start: u64, reader: Box<dyn Read + Send>) -> Fetched<Source> {
+    if start != 0 && start != from {
+        return Err(transient(anyhow!(
+            "{url}: asked for the image from byte {from}, the answer begins at {}",
+            if start == u64::MAX {
+                "an unreadable Content-Range".to_owned()
+            } else {
+                format!("byte {start}")
+            }
+        )));
+    }
+    Ok(Source { reader, start })
 }
 
 /// How long a connect or a read of the image may stall.
@@ -95,45 +195,57 @@ impl Read for HttpBody {
 
 /// `https://<controller>/path` with the device identity: only the
 /// controller of `/config/server`, once registered.
-fn from_controller(url: &str, rest: &str, layout: &Layout) -> Result<Box<dyn Read + Send>> {
+fn from_controller(url: &str, rest: &str, layout: &Layout, from: u64) -> Fetched<Source> {
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let dir = layout.config_dir();
-    let bundle = Bundle::load(&dir)?.with_context(|| {
-        format!(
+    let bundle = Bundle::load(&dir).map_err(permanent)?.ok_or_else(|| {
+        permanent(anyhow!(
             "{url}: https:// images come from the controller, and {} names none",
             dir.display()
-        )
+        ))
     })?;
     if authority != bundle.server {
-        bail!(
+        return Err(permanent(anyhow!(
             "{url}: https:// images are fetched only from this device's controller ({})",
             bundle.server
-        );
+        )));
     }
     let ids = IdentityStore::new(layout.persist().join("certs"));
-    let id = ids.load(&bundle.server)?.with_context(|| {
-        format!(
-            "{url}: the device has not registered with {} yet",
-            bundle.server
-        )
-    })?;
+    // Registration (or renewal) may come any moment: worth waiting for.
+    let id = ids
+        .load(&bundle.server)
+        .map_err(transient)?
+        .ok_or_else(|| {
+            transient(anyhow!(
+                "{url}: the device has not registered with {} yet",
+                bundle.server
+            ))
+        })?;
     let client = Client::new(
         &bundle.server,
         &bundle.root_pem,
         Some((&id.cert_pem, &id.key_pem)),
-    )?;
+    )
+    .map_err(permanent)?;
     let rt = tokio::runtime::Handle::current();
-    let download = rt.block_on(client.download(path, IO_TIMEOUT))?;
-    tracing::info!(url, bytes = ?download.content_length(), "base OS: downloading from the controller");
-    Ok(Box::new(ControllerBody {
+    let download = rt
+        .block_on(client.download_from(path, from, IO_TIMEOUT))
+        .map_err(|e| match &e {
+            CloudError::Status { status, .. } if !status_is_transient(*status) => permanent(e),
+            _ => transient(e),
+        })?;
+    let start = download.start();
+    tracing::info!(url, from, start, bytes = ?download.content_length(), "base OS: downloading from the controller");
+    let reader = Box::new(ControllerBody {
         rt,
         download,
         pending: Vec::new(),
         at: 0,
-    }))
+    });
+    resumed_at(url, from, start, reader)
 }
 
 struct ControllerBody {

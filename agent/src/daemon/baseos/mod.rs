@@ -5,6 +5,7 @@
 //! marked failed because its root did not mount).
 
 pub mod fetch;
+pub mod install;
 pub mod record;
 pub mod update;
 pub mod watchdog;

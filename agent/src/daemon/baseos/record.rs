@@ -79,6 +79,10 @@ pub struct Record {
     /// Agent starts on the target slot during the test window.
     #[serde(default)]
     pub agent_starts: u32,
+    /// Bytes of the image durably in the target slot while DOWNLOADING: an
+    /// interrupted download resumes from there.
+    #[serde(default)]
+    pub downloaded: u64,
     /// The digest each slot is known to hold (committed images).
     #[serde(default)]
     pub slots: BTreeMap<String, String>,

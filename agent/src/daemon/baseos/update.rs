@@ -13,26 +13,34 @@
 //! agent records the roll-back. A failed image is not tried again until
 //! `base_os.retry` grows.
 
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use outpost_api::{BaseOsConfig, SwState};
-use outpost_baseos::{find_disk, read_slots, write_slots, Gpt, SlotState, SLOTS};
-use sha2::{Digest, Sha256};
+use outpost_baseos::{read_slots, write_slots, SlotState, SLOTS};
 
-use super::fetch::open_source;
+use super::fetch::FetchError;
+use super::install::{install, open_gpt, set_slot};
 use super::record::{Phase, Record};
 use crate::daemon::snapshot::Handle;
-use outpost_runtime::Layout;
 
 /// Agent starts on a slot under test before it is rolled back.
 pub const MAX_AGENT_STARTS: u32 = 3;
 /// How often the task looks at the config and the health.
 const TICK: Duration = Duration::from_secs(2);
-/// Copy buffer (the only image bytes held in memory).
-const CHUNK: usize = 1 << 20;
+/// First wait before an interrupted download is tried again (doubling).
+const RETRY_FIRST: Duration = Duration::from_secs(10);
+/// Longest wait between tries of an interrupted download.
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// The wait before try `attempt + 1` of an interrupted download (attempt 1:
+/// the first interruption).
+pub fn retry_delay(attempt: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(RETRY_MAX)
+}
 
 /// The record's path.
 pub fn record_path(handle: &Handle) -> PathBuf {
@@ -121,8 +129,13 @@ pub fn on_start(rec: &mut Record, slot: &str, notes: &[String]) -> Option<String
             };
             rec.fail(Phase::RolledBack, format!("{why}; back on {slot}{notes}"));
         }
-        // Cut short by a reboot or crash: start over when the config still asks.
-        Phase::Downloading | Phase::Verifying => rec.phase = Phase::Idle,
+        // Cut short by a reboot or crash: a download goes on from the
+        // bytes it made durable (`downloaded`); a check starts over.
+        Phase::Downloading => {}
+        Phase::Verifying => {
+            rec.phase = Phase::Idle;
+            rec.downloaded = 0;
+        }
         _ => {}
     }
     None
@@ -153,6 +166,8 @@ async fn run(handle: Handle, slot: String, notes: Vec<String>) -> Result<()> {
     }
     rec.save(&path).context("saving the base OS record")?;
     tracing::info!(slot, phase = rec.phase.name(), "base OS");
+    // An interrupted download: when to try again, and how many tries failed.
+    let mut retry: Option<(Instant, u32)> = None;
     loop {
         tokio::time::sleep(TICK).await;
         let cfg = handle
@@ -184,33 +199,66 @@ async fn run(handle: Handle, slot: String, notes: Vec<String>) -> Result<()> {
         if rec.slots.get(&slot) == Some(&cfg.sha256) || rec.refused(&cfg.sha256, cfg.retry) {
             continue;
         }
-        rec = Record {
-            phase: Phase::Downloading,
-            version: Some(cfg.version.clone()),
-            sha256: Some(cfg.sha256.clone()),
-            retry: cfg.retry,
-            target: Some(other_slot(&slot).to_owned()),
-            reason: None,
-            agent_starts: 0,
-            slots: rec.slots,
-            failed: rec.failed,
-        };
-        rec.save(&path)?;
-        tracing::info!(version = cfg.version, target = ?rec.target, "base OS: downloading");
         let target = other_slot(&slot).to_owned();
+        let resuming = rec.phase == Phase::Downloading
+            && rec.sha256.as_deref() == Some(cfg.sha256.as_str())
+            && rec.target.as_deref() == Some(target.as_str());
+        if !resuming {
+            retry = None;
+            rec = Record {
+                phase: Phase::Downloading,
+                version: Some(cfg.version.clone()),
+                sha256: Some(cfg.sha256.clone()),
+                retry: cfg.retry,
+                target: Some(target.clone()),
+                reason: None,
+                agent_starts: 0,
+                downloaded: 0,
+                slots: rec.slots,
+                failed: rec.failed,
+            };
+            rec.save(&path)?;
+            tracing::info!(version = cfg.version, target = ?rec.target, "base OS: downloading");
+        } else if retry.is_some_and(|(at, _)| Instant::now() < at) {
+            continue;
+        }
         let (p2, c2, t2) = (path.clone(), cfg.clone(), target.clone());
         let (mut r2, l2) = (rec.clone(), handle.layout.clone());
-        let outcome =
-            tokio::task::spawn_blocking(move || install(&l2, &p2, &mut r2, &c2, &t2).map(|()| r2))
-                .await
-                .unwrap_or_else(|e| Err(anyhow::anyhow!("the install task failed: {e}")));
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = install(&l2, &p2, &mut r2, &c2, &t2);
+            (r2, r)
+        })
+        .await;
+        let outcome = match joined {
+            Ok((r, outcome)) => {
+                rec = r;
+                outcome
+            }
+            Err(e) => Err(FetchError::Permanent(anyhow::anyhow!(
+                "the install task failed: {e}"
+            ))),
+        };
         match outcome {
-            Ok(r) => {
-                tracing::info!(target, version = ?r.version, "base OS installed; rebooting into it");
+            Ok(()) => {
+                tracing::info!(target, version = ?rec.version, "base OS installed; rebooting into it");
                 reboot().await;
                 return Ok(());
             }
-            Err(e) => {
+            Err(FetchError::Transient(e)) => {
+                let attempt = retry.map_or(1, |(_, a)| a + 1);
+                let wait = retry_delay(attempt);
+                retry = Some((Instant::now() + wait, attempt));
+                rec.reason = Some(format!(
+                    "download interrupted with {} bytes in the slot, retrying in {}s (try {}): {e:#}",
+                    rec.downloaded,
+                    wait.as_secs(),
+                    attempt + 1
+                ));
+                rec.save(&path)?;
+                tracing::warn!(error = %format!("{e:#}"), downloaded = rec.downloaded, retry_in_s = wait.as_secs(), "base OS download interrupted; it resumes from there");
+            }
+            Err(FetchError::Permanent(e)) => {
+                retry = None;
                 rec.fail(Phase::Failed, format!("{e:#}"));
                 rec.save(&path)?;
                 tracing::error!(error = %format!("{e:#}"), "base OS image refused");
@@ -247,24 +295,6 @@ fn other_slot(slot: &str) -> &'static str {
     }
 }
 
-fn open_gpt() -> Result<(PathBuf, Gpt)> {
-    let disk = find_disk(Path::new("/sys/block"), Path::new("/dev"))?;
-    let g = Gpt::open(&disk)?;
-    Ok((disk, g))
-}
-
-fn set_slot(label: &str, state: SlotState) -> Result<()> {
-    let (_, mut g) = open_gpt()?;
-    let mut slots = read_slots(&g)?;
-    for s in &mut slots {
-        if s.label == label {
-            s.state = state;
-        }
-    }
-    write_slots(&mut g, &slots)?;
-    Ok(())
-}
-
 /// The slot under test becomes active, the other unused (EVE).
 fn commit(slot: &str) -> Result<()> {
     let (_, mut g) = open_gpt()?;
@@ -297,84 +327,6 @@ async fn reboot() {
         Ok(s) if s.success() => {}
         other => tracing::error!(?other, "reboot failed"),
     }
-}
-
-/// Download, verify, mark "updating" (blocking: runs on the blocking pool).
-fn install(
-    layout: &Layout,
-    path: &Path,
-    rec: &mut Record,
-    cfg: &BaseOsConfig,
-    target: &str,
-) -> Result<()> {
-    let (disk, g) = open_gpt()?;
-    let part = g.find(target)?;
-    // Never leave a half-written slot bootable.
-    set_slot(target, SlotState::UNUSED)?;
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&disk)
-        .with_context(|| format!("opening {}", disk.display()))?;
-    out.seek(SeekFrom::Start(part.offset()))?;
-    let mut src = open_source(&cfg.url, layout)?;
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut len = 0u64;
-    loop {
-        let n = src
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", cfg.url))?;
-        if n == 0 {
-            break;
-        }
-        len += n as u64;
-        if len > part.size() {
-            bail!(
-                "{} is larger than slot {target} ({} bytes)",
-                cfg.url,
-                part.size()
-            );
-        }
-        hash.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .with_context(|| format!("writing slot {target} on {}", disk.display()))?;
-    }
-    out.sync_all()?;
-    drop(out);
-    let got = hex::encode(hash.finalize());
-    if got != cfg.sha256 {
-        bail!(
-            "{} has sha256 {got}, the config says {}",
-            cfg.url,
-            cfg.sha256
-        );
-    }
-    rec.phase = Phase::Verifying;
-    rec.save(path)?;
-    // Read back what landed on the disk.
-    let mut back = std::fs::File::open(&disk)?;
-    back.seek(SeekFrom::Start(part.offset()))?;
-    let mut hash = Sha256::new();
-    let mut left = len;
-    while left > 0 {
-        let n = back.read(&mut buf[..CHUNK.min(left as usize)])?;
-        if n == 0 {
-            bail!("slot {target} reads back short");
-        }
-        hash.update(&buf[..n]);
-        left -= n as u64;
-    }
-    let back = hex::encode(hash.finalize());
-    if back != cfg.sha256 {
-        bail!(
-            "slot {target} reads back with sha256 {back}, expected {}",
-            cfg.sha256
-        );
-    }
-    set_slot(target, SlotState::UPDATING)?;
-    rec.phase = Phase::Installed;
-    rec.save(path)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
 use super::*;
+use crate::daemon::baseos::fetch::open_source;
+use outpost_runtime::Layout;
 
 fn cfg() -> BaseOsConfig {
     serde_json::from_value(serde_json::json!({
@@ -96,65 +98,23 @@ fn agent_start_moves_the_record_on() {
     let mut r = installed(Phase::Testing);
     assert_eq!(on_start(&mut r, "IMGA", &[]), None);
     assert!(r.reason.unwrap().contains("reset before it was committed"));
-    // An interrupted download starts over.
+    // An interrupted download goes on from what it made durable; an
+    // interrupted check starts over.
     let mut r = installed(Phase::Downloading);
+    r.downloaded = 5 << 20;
     assert_eq!(on_start(&mut r, "IMGA", &[]), None);
-    assert_eq!(r.phase, Phase::Idle);
+    assert_eq!((r.phase, r.downloaded), (Phase::Downloading, 5 << 20));
+    let mut r = installed(Phase::Verifying);
+    r.downloaded = 5 << 20;
+    assert_eq!(on_start(&mut r, "IMGA", &[]), None);
+    assert_eq!((r.phase, r.downloaded), (Phase::Idle, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_and_file_sources_stream_the_whole_image() {
-    use std::io::{BufRead, BufReader, Write};
-    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let served = body.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let mut r = BufReader::new(&s);
-            let mut line = String::new();
-            while r.read_line(&mut line).unwrap_or(0) > 2 {
-                line.clear();
-            }
-            let mut w = &s;
-            let _ = write!(
-                w,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
-                served.len()
-            );
-            let _ = w.write_all(&served);
-        }
-    });
-    let d = tempfile::tempdir().unwrap();
-    let f = d.path().join("img");
-    std::fs::write(&f, &body).unwrap();
-    for url in [
-        format!("http://127.0.0.1:{port}/img"),
-        format!("file:{}", f.display()),
-    ] {
-        let got = tokio::task::spawn_blocking(move || {
-            let mut v = Vec::new();
-            open_source(&url, &Layout::new("/nonexistent"))
-                .unwrap()
-                .read_to_end(&mut v)
-                .unwrap();
-            v
-        })
-        .await
-        .unwrap();
-        assert!(got == body, "{} bytes", got.len());
-    }
-    let e = tokio::task::spawn_blocking(|| {
-        open_source("http://127.0.0.1:1/x", &Layout::new("/nonexistent"))
-            .err()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        format!("{e:#}").contains("connecting to 127.0.0.1:1"),
-        "{e:#}"
-    );
+#[test]
+fn interrupted_downloads_back_off_from_ten_seconds_to_five_minutes() {
+    let s: Vec<u64> = (1..=8).map(|a| retry_delay(a).as_secs()).collect();
+    assert_eq!(s, [10, 20, 40, 80, 160, 300, 300, 300]);
+    assert_eq!(retry_delay(u32::MAX).as_secs(), 300);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,19 +123,22 @@ async fn https_is_fetched_only_from_the_devices_own_controller() {
     let layout = Layout::new(d.path());
     let l2 = layout.clone();
     let e = tokio::task::spawn_blocking(move || {
-        open_source("https://10.0.2.100:8443/api/v1/base-os/x", &l2)
+        open_source("https://10.0.2.100:8443/api/v1/base-os/x", &l2, 0)
             .err()
             .unwrap()
     })
     .await
     .unwrap();
     assert!(format!("{e:#}").contains("names none"), "{e:#}");
+    assert!(!e.is_transient());
     std::fs::create_dir_all(layout.config_dir()).unwrap();
     std::fs::write(layout.config_dir().join("server"), "10.0.2.100:8443\n").unwrap();
     std::fs::write(layout.config_dir().join("root-certificate.pem"), "x").unwrap();
     let l2 = layout.clone();
     let e = tokio::task::spawn_blocking(move || {
-        open_source("https://elsewhere:443/img", &l2).err().unwrap()
+        open_source("https://elsewhere:443/img", &l2, 0)
+            .err()
+            .unwrap()
     })
     .await
     .unwrap();
@@ -184,8 +147,9 @@ async fn https_is_fetched_only_from_the_devices_own_controller() {
         text.contains("only from this device's controller (10.0.2.100:8443)"),
         "{text}"
     );
+    assert!(!e.is_transient());
     let e = tokio::task::spawn_blocking(move || {
-        open_source("https://10.0.2.100:8443/api/v1/base-os/x", &layout)
+        open_source("https://10.0.2.100:8443/api/v1/base-os/x", &layout, 0)
             .err()
             .unwrap()
     })
@@ -196,4 +160,6 @@ async fn https_is_fetched_only_from_the_devices_own_controller() {
         text.contains("has not registered with 10.0.2.100:8443"),
         "{text}"
     );
+    // Registration may come any moment: worth trying again.
+    assert!(e.is_transient());
 }
