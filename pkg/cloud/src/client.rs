@@ -36,7 +36,7 @@ fn build_http(
 
 #[path = "download.rs"]
 mod download;
-pub use download::{content_range_first, Download};
+pub use download::{body_start, Download};
 
 /// Most bytes read of a config envelope: the controller's 4 MiB document
 /// as JSON (escapes grow it) in base64 (× 4/3) plus the envelope. The

@@ -56,10 +56,14 @@ impl Client {
 }
 
 impl Download {
-    /// The offset in the whole file of the body's first byte: the start of
-    /// a partial answer's `Content-Range`, else 0.
-    pub fn start(&self) -> u64 {
-        content_range_start(&self.resp)
+    /// The offset in the whole file of the body's first byte (see
+    /// [`body_start`]).
+    pub fn start(&self) -> Option<u64> {
+        let range = self.resp.headers().get(reqwest::header::CONTENT_RANGE);
+        body_start(
+            self.resp.status() == reqwest::StatusCode::PARTIAL_CONTENT,
+            range.and_then(|v| v.to_str().ok()),
+        )
     }
 
     /// The declared length, if any.
@@ -83,20 +87,14 @@ impl Download {
     }
 }
 
-/// The first byte of a `206 Partial Content` answer (`Content-Range:
-/// bytes <first>-<last>/<len>`); 0 for any other answer.
-fn content_range_start(resp: &reqwest::Response) -> u64 {
-    if resp.status() != reqwest::StatusCode::PARTIAL_CONTENT {
-        return 0;
+/// Where in the whole file an answer's body begins: 0 for a whole answer;
+/// for a partial one (`206`), the first byte its `Content-Range: bytes
+/// <first>-<last>/<len>` names, or `None` when that is missing or unreadable.
+pub fn body_start(partial: bool, content_range: Option<&str>) -> Option<u64> {
+    if !partial {
+        return Some(0);
     }
-    let header = resp.headers().get(reqwest::header::CONTENT_RANGE);
-    content_range_first(header.and_then(|v| v.to_str().ok())).unwrap_or(0)
-}
-
-/// The first byte a `Content-Range: bytes <first>-<last>/<len>` value
-/// names; `None` when there is no such value.
-pub fn content_range_first(value: Option<&str>) -> Option<u64> {
-    value?
+    content_range?
         .strip_prefix("bytes ")?
         .split('-')
         .next()?
@@ -107,13 +105,15 @@ pub fn content_range_first(value: Option<&str>) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::content_range_first;
+    use super::body_start;
 
     #[test]
     fn content_range() {
-        assert_eq!(content_range_first(Some("bytes 100-199/200")), Some(100));
-        assert_eq!(content_range_first(Some("bytes */200")), None);
-        assert_eq!(content_range_first(Some("items 1-2/3")), None);
-        assert_eq!(content_range_first(None), None);
+        assert_eq!(body_start(true, Some("bytes 100-199/200")), Some(100));
+        assert_eq!(body_start(true, Some("bytes */200")), None);
+        assert_eq!(body_start(true, Some("items 1-2/3")), None);
+        assert_eq!(body_start(true, None), None);
+        assert_eq!(body_start(false, Some("bytes 100-199/200")), Some(0));
+        assert_eq!(body_start(false, None), Some(0));
     }
 }

@@ -165,13 +165,13 @@ async fn publish_stores_bounds_serves_and_signs_the_base_os() {
     let path = format!("/api/v1/base-os/{sha_a}");
     let stall = std::time::Duration::from_secs(10);
     let mut resumed = agent.download_from(&path, 250_000, stall).await.unwrap();
-    assert_eq!(resumed.start(), 250_000);
+    assert_eq!(resumed.start(), Some(250_000));
     let mut got = Vec::new();
     while let Some(c) = resumed.chunk().await.unwrap() {
         got.extend(c);
     }
     assert_eq!(got.as_slice(), &bytes_a[250_000..]);
-    assert_eq!(agent.download(&path, stall).await.unwrap().start(), 0);
+    assert_eq!(agent.download(&path, stall).await.unwrap().start(), Some(0));
     assert_eq!(h.anonymous().get(&url).send().await.unwrap().status(), 401);
     assert_eq!(h.onboarding().get(&url).send().await.unwrap().status(), 403);
     let other = h.url(&format!("/base-os/{}", "0".repeat(64)));

@@ -13,6 +13,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use outpost_cloud::client::body_start;
 use outpost_cloud::{Bundle, Client, CloudError, Download, IdentityStore};
 use outpost_runtime::Layout;
 
@@ -125,13 +126,11 @@ pub fn open_source(url: &str, layout: &Layout, from: u64) -> Fetched<Source> {
                 permanent(e)
             });
         }
-        let start = if status == hyper::StatusCode::PARTIAL_CONTENT {
-            let header = resp.headers().get(hyper::header::CONTENT_RANGE);
-            outpost_cloud::client::content_range_first(header.and_then(|v| v.to_str().ok()))
-                .unwrap_or(u64::MAX)
-        } else {
-            0
-        };
+        let range = resp.headers().get(hyper::header::CONTENT_RANGE);
+        let start = body_start(
+            status == hyper::StatusCode::PARTIAL_CONTENT,
+            range.and_then(|v| v.to_str().ok()),
+        );
         Ok((start, resp.into_body()))
     })?;
     let reader = Box::new(HttpBody {
@@ -142,21 +141,25 @@ pub fn open_source(url: &str, layout: &Layout, from: u64) -> Fetched<Source> {
     resumed_at(url, from, start, reader)
 }
 
-/// A source whose body begins at `start` when `from` was asked for: a
-/// partial answer must begin where asked (else the bytes would land in the
-/// wrong place); a whole one (`start` 0) is read from the beginning.
-fn resumed_at(url: &str, from: u64, start: u64, reader: Box<dyn Read + Send>) -> Fetched<Source> {
-    if start != 0 && start != from {
-        return Err(transient(anyhow!(
-            "{url}: asked for the image from byte {from}, the answer begins at {}",
-            if start == u64::MAX {
-                "an unreadable Content-Range".to_owned()
-            } else {
-                format!("byte {start}")
-            }
-        )));
+/// A source whose body begins at `start` ([`body_start`]) when `from` was
+/// asked for: a partial answer must begin where asked (else the bytes would
+/// land in the wrong place); a whole one (`start` 0) is read from the
+/// beginning.
+fn resumed_at(
+    url: &str,
+    from: u64,
+    start: Option<u64>,
+    reader: Box<dyn Read + Send>,
+) -> Fetched<Source> {
+    match start {
+        Some(start) if start == 0 || start == from => Ok(Source { reader, start }),
+        Some(start) => Err(transient(anyhow!(
+            "{url}: asked for the image from byte {from}, the answer begins at byte {start}"
+        ))),
+        None => Err(transient(anyhow!(
+            "{url}: asked for the image from byte {from}, the partial answer has no readable Content-Range"
+        ))),
     }
-    Ok(Source { reader, start })
 }
 
 /// How long a connect or a read of the image may stall.

@@ -213,15 +213,19 @@ pub(super) fn open_gpt() -> Result<(PathBuf, Gpt)> {
     Ok((disk, g))
 }
 
+/// Sets slot `label`'s state; the GPT is written only when that changes
+/// it (an interrupted download is retried for hours: no flash wear).
 pub(super) fn set_slot(label: &str, state: SlotState) -> Result<()> {
     let (_, mut g) = open_gpt()?;
     let mut slots = read_slots(&g)?;
-    for s in &mut slots {
-        if s.label == label {
-            s.state = state;
-        }
+    let mut changed = false;
+    for s in slots.iter_mut().filter(|s| s.label == label) {
+        changed |= s.state != state;
+        s.state = state;
     }
-    write_slots(&mut g, &slots)?;
+    if changed {
+        write_slots(&mut g, &slots)?;
+    }
     Ok(())
 }
 
