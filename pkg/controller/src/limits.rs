@@ -123,6 +123,10 @@ counters! {
     certs_renewed,
     /// Device requests refused because the device is revoked.
     revoked_refused,
+    /// Presence batches (last seen, long-poll held) written to the store.
+    presence_flushes,
+    /// Presence batches the store refused (the next one carries them again).
+    presence_flush_failures,
 }
 
 /// Counts a waiting request in each of `N` gauges while it lives.

@@ -286,3 +286,25 @@ async fn a_document_whose_envelope_a_device_would_refuse_is_not_signed() {
         1
     );
 }
+
+/// "Last seen" is kept in the store: a restarted controller still shows
+/// when a device last called (the batch written at shutdown), not "never".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_seen_survives_a_restart() {
+    use outpost_controller::admin::client::AdminClient;
+    use outpost_controller::admin::types::DeviceView;
+    let mut h = Harness::start().await;
+    let d = h.device("gw", "SN-1").await;
+    let admin = AdminClient::new(&h.state.admin_socket());
+    let listed = |list: Vec<DeviceView>| list.into_iter().find(|v| v.name == "gw").unwrap();
+    let url = h.url(&format!("/devices/{}/config?wait=0", d.uuid));
+    let r = d.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let before = listed(admin.get("/v1/devices").await.unwrap());
+    let seen = before.last_seen.expect("seen by this controller");
+    h.restart().await;
+    let after = listed(admin.get("/v1/devices").await.unwrap());
+    assert_eq!(after.last_seen.as_deref(), Some(seen.as_str()));
+    assert!(!after.connected);
+    h.stop().await;
+}

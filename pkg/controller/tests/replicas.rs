@@ -272,7 +272,7 @@ async fn migrations_are_recorded_and_a_newer_schema_is_refused() {
             "SELECT string_agg(version || ':' || name, ',' ORDER BY version) FROM schema_migrations",
         )
         .unwrap();
-    assert_eq!(applied, "1:initial,2:revocation,3:base_os");
+    assert_eq!(applied, "1:initial,2:revocation,3:base_os,4:presence");
     pg.psql(
         "outpost",
         "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')",
@@ -360,4 +360,72 @@ async fn a_follower_on_one_replica_sees_logs_uploaded_through_the_other() {
     let _ = follower.wait();
     let seen = seen.expect("the follower on replica 1 did not show the line within 10 s");
     println!("line uploaded through replica 0 shown by `logs -f` on replica 1 after {seen:?}");
+}
+
+/// The device as `device list --json` on replica `r` shows it.
+fn listed(r: &Replica, uuid: &str) -> serde_json::Value {
+    let (ok, out, err) = r.cli(&["device", "list", "--json"]);
+    assert!(ok, "device list: {out}{err}");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    all.into_iter()
+        .find(|d| d["uuid"] == uuid)
+        .unwrap_or_else(|| panic!("device {uuid} not listed: {out}"))
+}
+
+/// "Last seen" and "connected" are the same on every replica: a device
+/// long-polling replica 0 is shown connected, with a last-seen time, by
+/// replica 1 (which it never called) within one presence batch; once it
+/// stops, both show it not connected and keep the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_shows_where_a_device_was_last_seen() {
+    let s = setup(None);
+    let d = register(&s.src, &s.bases[0], "SN-seen").await;
+    wait_for(
+        "replica 1 to know the device",
+        Duration::from_secs(20),
+        || s.replicas[1].cli(&["device", "status", &d.uuid]).0,
+    );
+    assert_eq!(listed(&s.replicas[1], &d.uuid)["connected"], false);
+    // long-polls of 5 s, one after the other, on replica 0 only
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poll = {
+        let (client, url) = (
+            d.client.clone(),
+            format!("{}/devices/{}/config?wait=5", s.bases[0], d.uuid),
+        );
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 204, "no config is set");
+            }
+        })
+    };
+    wait_polls(&s, &[1, 0]);
+    let t = Instant::now();
+    let limit = outpost_controller::state::PRESENCE_EVERY * 2 + Duration::from_secs(5);
+    wait_for("replica 1 to show the device connected", limit, || {
+        listed(&s.replicas[1], &d.uuid)["connected"] == true
+    });
+    println!(
+        "replica 1 showed the long-poll held by replica 0 after {:?}",
+        t.elapsed()
+    );
+    let seen = listed(&s.replicas[1], &d.uuid)["last_seen"].clone();
+    assert!(seen.is_string(), "last_seen on replica 1: {seen}");
+    // it stops polling: within the connected window no replica shows it
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    poll.await.unwrap();
+    let t = Instant::now();
+    wait_for(
+        "replicas to show the device not connected",
+        Duration::from_secs(60),
+        || {
+            s.replicas
+                .iter()
+                .all(|r| listed(r, &d.uuid)["connected"] == false)
+        },
+    );
+    println!("shown not connected {:?} after its last poll", t.elapsed());
+    assert!(listed(&s.replicas[1], &d.uuid)["last_seen"].is_string());
 }

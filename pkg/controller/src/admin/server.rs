@@ -19,10 +19,10 @@ use super::types::{
     AddDevice, ConfigView, DeviceStatus, DeviceView, LogLineView, LogPage, MetricsView, ServerView,
     SetConfig,
 };
-use crate::db::{DeviceRecord, InfoRecord};
+use crate::db::{DeviceRecord, InfoRecord, Presence};
 use crate::error::{ControllerError, Result};
 use crate::reply::Failure;
-use crate::state::{ConfigSet, Controller, DeviceSlot};
+use crate::state::{connected_by, ConfigSet, Controller, DeviceSlot};
 
 /// Most lines one log page holds.
 const LOG_PAGE: usize = 5000;
@@ -80,14 +80,28 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
+/// What an operator sees of a device: this controller's memory (`slot`),
+/// its last info, and the presence every replica writes to the store
+/// (`stored`, with `shared`: whether other replicas write it too, so a
+/// long-poll they hold makes it connected).
 fn view_of(
     record: &DeviceRecord,
     slot: Option<&DeviceSlot>,
     info: Option<&InfoRecord>,
+    stored: Option<&Presence>,
+    shared: bool,
 ) -> DeviceView {
     let seen = slot.and_then(DeviceSlot::last_seen);
     let reported = info.and_then(|i| parse_time(&i.received_at));
-    let last_seen = seen.max(reported).and_then(|t| t.format(&Rfc3339).ok());
+    let kept = stored
+        .filter(|p| p.last_seen > 0)
+        .and_then(|p| OffsetDateTime::from_unix_timestamp(p.last_seen).ok());
+    let last_seen = seen
+        .max(reported)
+        .max(kept)
+        .and_then(|t| t.format(&Rfc3339).ok());
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let elsewhere = shared && stored.is_some_and(|p| connected_by(p, now));
     let mut app_states = BTreeMap::new();
     for app in info.map(|i| i.info.apps.as_slice()).unwrap_or_default() {
         *app_states.entry(app.state.to_string()).or_insert(0) += 1;
@@ -98,7 +112,7 @@ fn view_of(
         serial: record.serial.clone(),
         registered: record.registered_at.is_some(),
         last_seen,
-        connected: slot.is_some_and(DeviceSlot::connected),
+        connected: slot.is_some_and(DeviceSlot::connected) || elsewhere,
         config_set: slot.and_then(|s| s.config.borrow().as_ref().map(|c| c.generation)),
         config_applied: info.map(|i| i.info.config_generation),
         config_error: info.and_then(|i| i.info.config_error.clone()),
@@ -122,13 +136,22 @@ async fn server_view(State(c): State<Arc<Controller>>) -> Json<ServerView> {
 pub(crate) async fn list(
     State(c): State<Arc<Controller>>,
 ) -> Result<Json<Vec<DeviceView>>, Failure> {
-    let infos: HashMap<String, InfoRecord> = c.blocking(|c| c.db.infos()).await?;
+    let (infos, presence) = c
+        .blocking(|c| Ok((c.db.infos()?, c.db.presence()?)))
+        .await?;
+    let shared = c.db.shared();
     let mut views: Vec<DeviceView> = c
         .slots()
         .iter()
         .map(|s| {
             let r = s.record();
-            view_of(&r, Some(s), infos.get(&r.uuid))
+            view_of(
+                &r,
+                Some(s),
+                infos.get(&r.uuid),
+                presence.get(&r.uuid),
+                shared,
+            )
         })
         .collect();
     views.sort_by(|a, b| a.name.cmp(&b.name));
@@ -141,7 +164,7 @@ async fn add(
 ) -> Result<Json<DeviceView>, Failure> {
     let record = c.add_device(&req.name, &req.serial).await?;
     let slot = c.slot(&record.uuid);
-    Ok(Json(view_of(&record, slot.as_deref(), None)))
+    Ok(Json(view_of(&record, slot.as_deref(), None, None, false)))
 }
 
 async fn delete(
@@ -149,7 +172,7 @@ async fn delete(
     UrlPath(dev): UrlPath<String>,
 ) -> Result<Json<DeviceView>, Failure> {
     let record = c.delete_device(&dev).await?;
-    Ok(Json(view_of(&record, None, None)))
+    Ok(Json(view_of(&record, None, None, None, false)))
 }
 
 async fn revoke(
@@ -158,7 +181,7 @@ async fn revoke(
 ) -> Result<Json<DeviceView>, Failure> {
     let record = c.revoke_device(&dev).await?;
     let slot = c.slot(&record.uuid);
-    Ok(Json(view_of(&record, slot.as_deref(), None)))
+    Ok(Json(view_of(&record, slot.as_deref(), None, None, false)))
 }
 
 pub(crate) async fn status(
@@ -167,18 +190,25 @@ pub(crate) async fn status(
 ) -> Result<Json<DeviceStatus>, Failure> {
     let slot = c.resolve(&dev)?;
     let uuid = slot.uuid();
-    let (info, config, logs) = c
+    let (info, config, logs, presence) = c
         .blocking(move |c| {
             Ok((
                 c.db.info(&uuid)?,
                 c.db.config(&uuid)?,
                 c.db.log_meta(&uuid)?,
+                c.db.presence()?.remove(&uuid),
             ))
         })
         .await?;
     let record = slot.record();
     Ok(Json(DeviceStatus {
-        device: view_of(&record, Some(&slot), info.as_ref()),
+        device: view_of(
+            &record,
+            Some(&slot),
+            info.as_ref(),
+            presence.as_ref(),
+            c.db.shared(),
+        ),
         config: config.map(|c| ConfigView {
             generation: c.generation,
             set_at: c.set_at,

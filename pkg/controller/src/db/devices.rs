@@ -178,6 +178,13 @@ impl Db {
                 let mut t = txn.open_table(def).map_err(self.fail("opening a table"))?;
                 t.remove(uuid).map_err(self.fail("deleting a record"))?;
             }
+            let mut presence = txn
+                .open_table(super::presence::PRESENCE)
+                .map_err(self.fail("opening presence"))?;
+            presence
+                .remove(uuid)
+                .map_err(self.fail("deleting the presence record"))?;
+            drop(presence);
             for def in [tables::METRICS, tables::LOGS] {
                 let mut t = txn.open_table(def).map_err(self.fail("opening a table"))?;
                 t.retain_in((uuid, 0)..=(uuid, u64::MAX), |_, _| false)

@@ -10,6 +10,7 @@ pub(crate) mod certs;
 mod configs;
 mod devices;
 mod logs;
+mod presence;
 mod records;
 mod tables;
 mod uploads;
@@ -24,6 +25,7 @@ pub use baseos::BaseOsRecord;
 pub use certs::RenewOutcome;
 pub use devices::{AddOutcome, RegisterOutcome};
 pub use logs::{LogAppend, LogLine, LOG_LINES_KEPT};
+pub use presence::Presence;
 pub use records::{ConfigRecord, DeviceRecord, InfoRecord, MetricsSample, RingMeta, Settings};
 pub use uploads::METRICS_KEPT;
 

@@ -164,6 +164,7 @@ impl Server {
         let https_task =
             admin_https.map(|l| tokio::spawn(l.serve(controller.clone(), stop_rx.clone())));
         let follower = tokio::spawn(controller.clone().follow());
+        let presence = tokio::spawn(controller.clone().keep_presence());
         let max = controller.limits.max_connections;
         let slots = Arc::new(Semaphore::new(max));
         let cx = connection::ConnContext {
@@ -206,6 +207,11 @@ impl Server {
             let _ = t.await;
         }
         let _ = follower.await;
+        let _ = presence.await;
+        // the long-polls have ended: their devices' last request is now
+        if let Err(e) = controller.flush_presence().await {
+            tracing::warn!(error = %e.message, "could not write device presence at shutdown");
+        }
         let _ = std::fs::remove_file(controller.state_dir().admin_socket());
         Ok(())
     }

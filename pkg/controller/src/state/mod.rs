@@ -7,6 +7,7 @@
 mod configs;
 mod devices;
 mod follow;
+mod presence;
 mod uploads;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use crate::store::Store;
 pub(crate) use configs::make_record;
 pub use configs::{ConfigSet, CurrentConfig};
 pub use devices::Registered;
+pub use presence::{connected_by, PRESENCE_EVERY};
 pub use uploads::decode_log_batch;
 
 /// One device in memory.
@@ -40,6 +42,8 @@ pub struct DeviceSlot {
     pub logs: watch::Sender<u64>,
     /// Unix seconds of the last authenticated request (0: never).
     last_seen: AtomicI64,
+    /// The `last_seen` last written to the store (`presence`).
+    flushed_seen: AtomicI64,
     /// Set when the device is deleted (its watchers are woken to see it).
     deleted: AtomicBool,
     /// Config long-polls of this device waiting now.
@@ -53,6 +57,7 @@ impl DeviceSlot {
             config: watch::Sender::new(None),
             logs: watch::Sender::new(0),
             last_seen: AtomicI64::new(0),
+            flushed_seen: AtomicI64::new(0),
             deleted: AtomicBool::new(false),
             polls_waiting: AtomicU64::new(0),
         }

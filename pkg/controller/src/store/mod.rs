@@ -17,7 +17,7 @@ use outpost_api::cloud::LogEntry;
 
 use crate::db::{
     AddOutcome, BaseOsRecord, ConfigRecord, DeviceRecord, InfoRecord, LogAppend, LogLine,
-    MetricsSample, RegisterOutcome, RenewOutcome, RingMeta, Settings,
+    MetricsSample, Presence, RegisterOutcome, RenewOutcome, RingMeta, Settings,
 };
 use crate::error::Result;
 use crate::pki::Issued;
@@ -120,6 +120,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         n: usize,
         filter: &dyn Fn(&LogEntry) -> bool,
     ) -> Result<Vec<LogLine>>;
+
+    /// Every device's stored presence (last seen, last long-poll held).
+    fn presence(&self) -> Result<HashMap<String, Presence>>;
+    /// Records presence in one transaction, keeping the later time of each
+    /// field; devices that no longer exist are skipped.
+    fn record_presence(&self, rows: &[(String, Presence)]) -> Result<()>;
 
     /// Every published base OS artifact, in no particular order.
     fn base_os_artifacts(&self) -> Result<Vec<BaseOsRecord>>;

@@ -7,7 +7,7 @@ use outpost_api::cloud::LogEntry;
 use super::{IssueCert, MakeConfig, Store};
 use crate::db::{
     AddOutcome, BaseOsRecord, ConfigRecord, Db, DeviceRecord, InfoRecord, LogAppend, LogLine,
-    MetricsSample, RegisterOutcome, RenewOutcome, RingMeta, Settings,
+    MetricsSample, Presence, RegisterOutcome, RenewOutcome, RingMeta, Settings,
 };
 use crate::error::Result;
 
@@ -125,6 +125,12 @@ impl Store for Db {
         filter: &dyn Fn(&LogEntry) -> bool,
     ) -> Result<Vec<LogLine>> {
         Db::logs_tail(self, uuid, n, filter)
+    }
+    fn presence(&self) -> Result<HashMap<String, Presence>> {
+        Db::presence(self)
+    }
+    fn record_presence(&self, rows: &[(String, Presence)]) -> Result<()> {
+        Db::record_presence(self, rows)
     }
     fn base_os_artifacts(&self) -> Result<Vec<BaseOsRecord>> {
         Db::base_os_artifacts(self)

@@ -7,7 +7,7 @@ use outpost_api::cloud::LogEntry;
 use super::PgStore;
 use crate::db::{
     AddOutcome, BaseOsRecord, ConfigRecord, DeviceRecord, InfoRecord, LogAppend, LogLine,
-    MetricsSample, RegisterOutcome, RenewOutcome, RingMeta, Settings,
+    MetricsSample, Presence, RegisterOutcome, RenewOutcome, RingMeta, Settings,
 };
 use crate::error::Result;
 use crate::store::{IssueCert, MakeConfig, Store};
@@ -123,6 +123,12 @@ impl Store for PgStore {
         let (mut lines, _) = self.pg_scan_logs(uuid, u64::MAX >> 1, true, n, filter)?;
         lines.reverse();
         Ok(lines)
+    }
+    fn presence(&self) -> Result<HashMap<String, Presence>> {
+        self.pg_presence()
+    }
+    fn record_presence(&self, rows: &[(String, Presence)]) -> Result<()> {
+        self.pg_record_presence(rows)
     }
     fn base_os_artifacts(&self) -> Result<Vec<BaseOsRecord>> {
         self.pg_base_os_artifacts()

@@ -24,10 +24,15 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "base_os",
         include_str!("../../../migrations/0003_base_os.sql"),
     ),
+    (
+        4,
+        "presence",
+        include_str!("../../../migrations/0004_presence.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Advisory lock key held while migrating ("outpost" in ASCII).
 const LOCK_KEY: i64 = 0x006f_7574_706f_7374;

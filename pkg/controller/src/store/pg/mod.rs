@@ -9,6 +9,7 @@ mod certs;
 mod devices;
 mod imp;
 mod migrate;
+mod presence;
 mod uploads;
 
 use std::future::Future;
