@@ -65,10 +65,10 @@
 //!   devices sending small log batches the disk's fsync rate is the bound.
 //! * On PostgreSQL, `device logs -f` is woken at once by uploads stored
 //!   through the same replica, and reads again every second for those
-//!   stored through another; no TLS to the database (unix socket or a
-//!   private network).
-//! * `last seen` is kept in memory; after a restart it falls back to the
-//!   time of the device's last `info`.
+//!   stored through another.
+//! * `last seen` and `connected` are written to the store in batches every
+//!   10 s ([`state::PRESENCE_EVERY`]): another replica shows a device that
+//!   went away as connected for up to 35–45 s.
 //! * HTTP/1.1 only (ALPN `http/1.1`); an idle keep-alive connection is closed
 //!   after the header timeout (10 s).
 //! * Operators are authorised by the admin socket's mode (root only) or, on

@@ -59,6 +59,11 @@ enum Command {
         /// redb file; any number of `serve` replicas may share it.
         #[arg(long, env = "OUTPOST_CONTROLLER_DATABASE")]
         database: Option<String>,
+        /// PEM file of the CA(s) the PostgreSQL server's certificate must
+        /// chain to: TLS is then required and the certificate verified
+        /// against it and the URL's host name (as libpq's verify-full).
+        #[arg(long, env = "OUTPOST_CONTROLLER_DATABASE_CA", requires = "database")]
+        database_ca: Option<std::path::PathBuf>,
         /// Lifetime of the device certificates issued from now on
         /// (`1h`, `30d`, `1y`, …); devices renew at about 2/3 of it.
         #[arg(long, default_value = "1y", value_parser = outpost_controller::certs::parse_duration)]
@@ -160,6 +165,7 @@ impl Command {
                 open_onboarding,
                 admin_listen,
                 database,
+                database_ca,
                 device_cert_lifetime,
                 base_os_max_bytes,
                 base_os_keep,
@@ -168,6 +174,7 @@ impl Command {
                 open_onboarding,
                 admin_listen,
                 database,
+                database_ca,
                 device_cert_lifetime,
                 base_os: (base_os_max_bytes, base_os_keep),
             },

@@ -21,6 +21,9 @@ pub struct Cluster {
     bin: PathBuf,
     owner: Option<User>,
     server: Option<Child>,
+    /// TCP port with TLS ([`Cluster::enable_tls`]); the unix socket is
+    /// named after it too.
+    tls_port: Option<u16>,
 }
 
 /// Debian's newest PostgreSQL `bin` directory.
@@ -67,6 +70,7 @@ impl Cluster {
             bin: bin_dir()?,
             owner,
             server: None,
+            tls_port: None,
         };
         let data = me.data();
         let out = me
@@ -107,6 +111,9 @@ impl Cluster {
     fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(self.bin.join(program));
         cmd.stdin(Stdio::null()).env("LC_ALL", "C");
+        if let Some(port) = self.tls_port {
+            cmd.env("PGPORT", port.to_string());
+        }
         if let Some(u) = &self.owner {
             cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
         }
@@ -115,10 +122,42 @@ impl Cluster {
 
     /// The URL of database `db` (`postgresql:///DB?host=DIR&user=postgres`).
     pub fn url(&self, db: &str) -> String {
+        let port = self
+            .tls_port
+            .map(|p| format!("&port={p}"))
+            .unwrap_or_default();
         format!(
-            "postgresql:///{db}?host={}&user=postgres",
+            "postgresql:///{db}?host={}&user=postgres{port}",
             self.dir.display()
         )
+    }
+
+    /// Restarts the server listening also on 127.0.0.1:`port` with TLS
+    /// only (`cert_pem` + `key_pem`; plain TCP is rejected by pg_hba).
+    /// The unix socket stays, without TLS.
+    pub fn enable_tls(&mut self, port: u16, cert_pem: &str, key_pem: &str) -> Result<(), String> {
+        let write = |name: &str, text: &str, mode: u32| -> Result<(), String> {
+            use std::os::unix::fs::PermissionsExt;
+            let path = self.dir.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("writing {name}: {e}"))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("chmod {name}: {e}"))?;
+            if let Some(u) = &self.owner {
+                nix::unistd::chown(&path, Some(u.uid), Some(u.gid))
+                    .map_err(|e| format!("chown {name}: {e}"))?;
+            }
+            Ok(())
+        };
+        write("server.crt", cert_pem, 0o644)?;
+        write("server.key", key_pem, 0o600)?;
+        write(
+            "hba.conf",
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            0o644,
+        )?;
+        self.stop_fast();
+        self.tls_port = Some(port);
+        self.resume()
     }
 
     /// Creates database `name`; returns its URL.
@@ -180,14 +219,24 @@ impl Cluster {
             .arg(self.data())
             .arg("-k")
             .arg(&self.dir)
-            .args([
-                "-c",
-                "listen_addresses=",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=200",
-            ])
+            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .args(match self.tls_port {
+                None => vec!["-c".to_owned(), "listen_addresses=".to_owned()],
+                Some(port) => {
+                    let file = |n: &str| self.dir.join(n).display().to_string();
+                    [
+                        "listen_addresses=127.0.0.1".to_owned(),
+                        format!("port={port}"),
+                        "ssl=on".to_owned(),
+                        format!("ssl_cert_file={}", file("server.crt")),
+                        format!("ssl_key_file={}", file("server.key")),
+                        format!("hba_file={}", file("hba.conf")),
+                    ]
+                    .into_iter()
+                    .flat_map(|c| ["-c".to_owned(), c])
+                    .collect()
+                }
+            })
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

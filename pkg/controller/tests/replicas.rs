@@ -259,6 +259,7 @@ async fn migrations_are_recorded_and_a_newer_schema_is_refused() {
                 false,
                 outpost_controller::Limits::default(),
                 Some(&url),
+                None,
             )
             .map(drop)
         })
@@ -428,4 +429,98 @@ async fn every_replica_shows_where_a_device_was_last_seen() {
     );
     println!("shown not connected {:?} after its last poll", t.elapsed());
     assert!(listed(&s.replicas[1], &d.uuid)["last_seen"].is_string());
+}
+
+/// A CA and a certificate it issued for `localhost` (PEM: CA cert, server
+/// cert, server key).
+fn tls_material() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "outpost test database CA");
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_pem, server.pem(), key.serialize_pem())
+}
+
+/// A replica reaches PostgreSQL over TLS (`--database-ca`; plain TCP is
+/// refused by the server): its pool and its LISTEN connection are both
+/// encrypted, and a config set through a replica on the unix socket wakes
+/// a long-poll it holds. The same replica with another CA is refused
+/// (the server's certificate is verified, never just accepted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reaches_postgres_over_verified_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = StateDir::new(dir.path().join("state"));
+    common::init_state(&src);
+    let (mut pg, _) = common::private_postgres();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (ca, cert, key) = tls_material();
+    pg.enable_tls(port, &cert, &key).unwrap();
+    let ca_file = dir.path().join("db-ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let rogue_file = dir.path().join("rogue-ca.pem");
+    std::fs::write(&rogue_file, tls_material().0).unwrap();
+    let tls_url = format!("postgres://postgres@localhost:{port}/outpost");
+
+    // another CA: refused at start, naming the certificate problem
+    let out = std::process::Command::new(common::replica::BIN)
+        .arg("--state")
+        .arg(src.root())
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &tls_url])
+        .arg("--database-ca")
+        .arg(&rogue_file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "served with an untrusted database certificate"
+    );
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    println!("with another CA: {}", err.trim());
+
+    let plain = Replica::start(&src, &replica_dir(dir.path(), 0), &pg.url("outpost"));
+    let ca_arg = ca_file.to_str().unwrap();
+    let tls = Replica::start_with(
+        &src,
+        &replica_dir(dir.path(), 1),
+        &tls_url,
+        &["--database-ca", ca_arg],
+    );
+    let encrypted = pg
+        .psql(
+            "outpost",
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE s.ssl AND a.application_name = 'outpost-controller LISTEN'",
+        )
+        .unwrap();
+    assert_eq!(encrypted, "1", "the TLS replica's LISTEN connection");
+    let d = register(&src, &plain.base(), "SN-tls").await;
+    wait_for(
+        "the TLS replica to know the device",
+        Duration::from_secs(20),
+        || tls.cli(&["device", "status", &d.uuid]).0,
+    );
+    let bases = vec![tls.base()];
+    let poll = {
+        let (d, src, bases) = (d.clone(), src.clone(), bases.clone());
+        tokio::spawn(async move { d.poll_until(&src, &bases, 0, 1, None).await })
+    };
+    wait_for("the long-poll held", Duration::from_secs(20), || {
+        tls.stat("long_polls_waiting") == 1
+    });
+    set_config_all(&plain, dir.path(), 1);
+    let got = poll.await.unwrap();
+    assert_eq!(got.payload.generation, 1);
 }

@@ -100,6 +100,7 @@ pub enum Action {
         open_onboarding: bool,
         admin_listen: Option<String>,
         database: Option<String>,
+        database_ca: Option<PathBuf>,
         device_cert_lifetime: std::time::Duration,
         /// Largest base OS artifact, artifacts kept.
         base_os: (u64, usize),
@@ -136,6 +137,7 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
             open_onboarding,
             admin_listen,
             database,
+            database_ca,
             device_cert_lifetime,
             base_os,
         } => {
@@ -144,6 +146,7 @@ pub fn run(state: PathBuf, command: crate::Command) -> Result<()> {
             opts.open_onboarding = open_onboarding;
             opts.admin_listen = admin_listen;
             opts.database = database;
+            opts.database_ca = database_ca;
             opts.certs.device_lifetime = device_cert_lifetime;
             (opts.limits.max_base_os_bytes, opts.limits.base_os_kept) = base_os;
             runtime()?.block_on(serve(opts))

@@ -44,6 +44,9 @@ pub struct ServeOptions {
     /// PostgreSQL URL or connection string (`None`: the state dir's redb
     /// file). Any number of servers may share one database.
     pub database: Option<String>,
+    /// CA(s) the database server's certificate must chain to; TLS to it
+    /// is required then (`--database-ca`).
+    pub database_ca: Option<std::path::PathBuf>,
     /// Device certificate lifetime and the clock of validity checks.
     pub certs: crate::certs::CertPolicy,
 }
@@ -58,6 +61,7 @@ impl ServeOptions {
             limits: Limits::default(),
             admin_listen: None,
             database: None,
+            database_ca: None,
             certs: crate::certs::CertPolicy::default(),
         }
     }
@@ -96,6 +100,7 @@ impl Server {
                     opts.open_onboarding,
                     opts.limits,
                     opts.database.as_deref(),
+                    opts.database_ca.as_deref(),
                 )
                 .map(|c| c.with_cert_policy(opts.certs))
             })

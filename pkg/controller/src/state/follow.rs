@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::{Controller, DeviceSlot};
 use crate::limits::Stats;
@@ -40,7 +40,7 @@ impl Controller {
     /// Follows the other replicas' changes until shutdown (a no-op for a
     /// store of our own). Reconnects with a growing delay (0.1 s to 2 s).
     pub async fn follow(self: Arc<Self>) {
-        let Some(mut config) = self.follow.clone() else {
+        let Some((mut config, tls)) = self.follow.clone() else {
             return;
         };
         // a dead peer is noticed (and a catch-up follows the reconnect)
@@ -56,7 +56,7 @@ impl Controller {
             if *shutdown.borrow_and_update() {
                 return;
             }
-            match config.connect(NoTls).await {
+            match config.connect(tls.clone()).await {
                 Ok((client, mut connection)) => {
                     let (tx, rx) = mpsc::channel(NOTIFY_QUEUE);
                     let overflow = Arc::new(AtomicBool::new(false));

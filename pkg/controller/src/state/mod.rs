@@ -122,8 +122,11 @@ pub enum Caller {
 /// The running controller.
 pub struct Controller {
     pub(crate) db: Box<dyn Store>,
-    /// Connection settings of the shared database (PostgreSQL) to follow.
-    follow: Option<tokio_postgres::Config>,
+    /// Connection settings and TLS of the shared database (PostgreSQL) to follow.
+    follow: Option<(
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    )>,
     pub(crate) state: StateDir,
     pub(crate) ca: Ca,
     pub(crate) signer: Signer,
@@ -158,17 +161,19 @@ impl Controller {
     /// devices and configs into memory. `open_onboarding` adds to the
     /// setting stored by `init`.
     pub fn open(state: StateDir, open_onboarding: bool, limits: Limits) -> Result<Controller> {
-        Self::open_with(state, open_onboarding, limits, None)
+        Self::open_with(state, open_onboarding, limits, None, None)
     }
 
     /// [`Controller::open`] on the PostgreSQL database at `database`
-    /// (`None`: the state dir's redb file). The settings still come from
+    /// (`None`: the state dir's redb file), over TLS verified against
+    /// `database_ca` when given. The settings still come from
     /// the state dir (`init`). Call it on the blocking pool of a runtime.
     pub fn open_with(
         state: StateDir,
         open_onboarding: bool,
         limits: Limits,
         database: Option<&str>,
+        database_ca: Option<&std::path::Path>,
     ) -> Result<Controller> {
         state.require_initialised()?;
         let ca = Ca::load(&state)?;
@@ -185,9 +190,12 @@ impl Controller {
             Some(url) => {
                 let settings = local.settings()?;
                 drop(local);
-                let pg =
-                    tokio::runtime::Handle::current().block_on(PgStore::connect(url, settings))?;
-                let follow = Some(pg.config().clone());
+                let pg = tokio::runtime::Handle::current().block_on(PgStore::connect(
+                    url,
+                    database_ca,
+                    settings,
+                ))?;
+                let follow = Some((pg.config().clone(), pg.tls()));
                 (Box::new(pg), follow)
             }
         };

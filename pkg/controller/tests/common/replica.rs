@@ -41,6 +41,11 @@ impl Replica {
     /// Copies `src` to `dir` and serves it on 127.0.0.1 (a free port) with
     /// open onboarding on `database`.
     pub fn start(src: &StateDir, dir: &Path, database: &str) -> Replica {
+        Self::start_with(src, dir, database, &[])
+    }
+
+    /// [`Replica::start`] with more `serve` arguments.
+    pub fn start_with(src: &StateDir, dir: &Path, database: &str, extra: &[&str]) -> Replica {
         copy_state(src.root(), dir);
         let state = StateDir::new(dir);
         let log = std::fs::File::create(dir.join("serve.log")).unwrap();
@@ -50,6 +55,7 @@ impl Replica {
             .args(["serve", "--listen", "127.0.0.1:0", "--open-onboarding"])
             .arg("--database")
             .arg(database)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)

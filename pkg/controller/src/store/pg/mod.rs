@@ -10,20 +10,23 @@ mod devices;
 mod imp;
 mod migrate;
 mod presence;
+mod tls;
 mod uploads;
 
 use std::future::Future;
+use std::path::Path;
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::runtime::Handle;
 use tokio_postgres::config::Host;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::db::Settings;
 use crate::error::{ControllerError, Result};
 
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
+pub use tls::connector;
 
 /// The channel replicas `LISTEN` on; the payload is a device UUID.
 pub const CHANNEL: &str = "outpost_config";
@@ -36,6 +39,7 @@ pub struct PgStore {
     pool: Pool,
     rt: Handle,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     label: String,
     settings: Settings,
 }
@@ -86,19 +90,21 @@ pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl PgStore {
-    /// Connects to `url` (a `postgres://` URL or `key=value` string),
-    /// applies pending migrations and keeps `settings` (from the state dir).
-    pub async fn connect(url: &str, settings: Settings) -> Result<PgStore> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
+    /// Connects to `url` (a `postgres://` URL or `key=value` string; TLS
+    /// verified against `ca` when given: [`connector`]), applies pending
+    /// migrations and keeps `settings` (from the state dir).
+    pub async fn connect(url: &str, ca: Option<&Path>, settings: Settings) -> Result<PgStore> {
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
             ControllerError::Invalid(format!(
                 "--database: not a PostgreSQL URL or connection string: {}",
                 error_text(&e)
             ))
         })?;
+        let tls = connector(&mut config, ca)?;
         let label = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -114,6 +120,7 @@ impl PgStore {
             pool,
             rt: Handle::current(),
             config,
+            tls,
             label,
             settings,
         };
@@ -126,6 +133,11 @@ impl PgStore {
     /// The connection settings (the replica's LISTEN connection uses them).
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config
+    }
+
+    /// The TLS connector of every connection (plain without a CA).
+    pub fn tls(&self) -> MakeRustlsConnect {
+        self.tls.clone()
     }
 
     /// `database NAME on HOST as USER`.
