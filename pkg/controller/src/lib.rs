@@ -58,8 +58,8 @@
 //!   replica reads. A device may hold up to four valid certificates for
 //!   its key at once.
 //! * `signing rotate` replaces the config-signing key (the old certificate
-//!   stays served for an overlap); `serve` reads the signing files at start
-//!   (restart it). No rotation command for the CA, server and onboarding
+//!   stays served for an overlap); a running `serve` takes the new files
+//!   within 5 s. No rotation command for the CA, server and onboarding
 //!   certificates (10 years).
 //! * Every upload is its own durable (fsync) transaction; with many
 //!   devices sending small log batches the disk's fsync rate is the bound.

@@ -7,6 +7,7 @@ use outpost_api::cloud::{
     ConfigPayload, SignedEnvelope, ALG_ECDSA_P256_SHA256, MAX_ENVELOPE_BYTES,
 };
 use rcgen::{KeyPair, SigningKey};
+use rustls_pki_types::pem::PemObject;
 
 use crate::error::{ControllerError, Result};
 use crate::layout::{self, StateDir};
@@ -53,6 +54,28 @@ impl Signer {
         }
         let cert_pem = pki::read_to_string(&cert_path)?;
         let fingerprint = pki::cert_file_fingerprint(&cert_path)?;
+        // `signing rotate` replaces the key, then the certificate: one read
+        // between the two (a running `serve` reloading) must not sign with
+        // a key that does not match the certificate it names
+        let der =
+            rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| {
+                ControllerError::Pki {
+                    what: cert_path.display().to_string(),
+                    message: format!("not a PEM certificate: {e}"),
+                }
+            })?;
+        let cert_key = x509_parser::parse_x509_certificate(der.as_ref())
+            .map(|(_, c)| c.public_key().subject_public_key.data.to_vec())
+            .map_err(|e| ControllerError::Pki {
+                what: cert_path.display().to_string(),
+                message: format!("not an X.509 certificate: {e}"),
+            })?;
+        if cert_key != key.public_key_raw() {
+            return Err(ControllerError::Pki {
+                what: key_path.display().to_string(),
+                message: format!("is not the key of {}", cert_path.display()),
+            });
+        }
         Ok(Signer {
             key,
             cert_pem,

@@ -125,3 +125,60 @@ async fn a_device_offline_across_a_signing_rotation_accepts_the_new_signer() {
     );
     assert!(!v.knows(&rogue.fingerprint()));
 }
+
+/// `signing rotate` while `serve` runs: the controller notices the files
+/// (no restart), signs the next config with the new key, and serves the
+/// old certificate for the overlap. A half-done rotation (a new key beside
+/// the old certificate) is not taken: it keeps signing with the old key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_controller_takes_a_rotation_without_a_restart() {
+    let clock = Clock::manual(SystemTime::now());
+    let h = Harness::start_opts(|o| o.certs.clock = clock.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = SimDevice::onboard(&h, &clock, dir.path(), "steady").await;
+    let root = h.file(layout::CA_CERT);
+    let mut v = Verifier::with_clock(root.as_bytes(), clock.clone()).unwrap();
+    v.set_signing_cert(d.client.signing_cert().await.unwrap().as_bytes())
+        .unwrap();
+    let old_fp = pki::cert_file_fingerprint(&h.state.file(layout::SIGNING_CERT)).unwrap();
+
+    // half a rotation: a key that is not the certificate's
+    let key_file = h.state.file(layout::SIGNING_KEY);
+    let old_key = std::fs::read(&key_file).unwrap();
+    let stray = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    pki::write_file(&key_file, stray.serialize_pem().as_bytes(), 0o600).unwrap();
+    let err = h.controller().reload_signing().unwrap_err().to_string();
+    assert!(err.contains("is not the key of"), "{err}");
+    h.controller().set_config("steady", doc(1)).await.unwrap();
+    assert_eq!(fetch(&mut d, &mut v).await.unwrap(), 1, "still the old key");
+    pki::write_file(&key_file, &old_key, 0o600).unwrap();
+
+    let out = std::process::Command::new(BIN)
+        .arg("--state")
+        .arg(h.state.root())
+        .args(["signing", "rotate", "--overlap", "1h"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_pem = std::fs::read_to_string(h.state.file(layout::SIGNING_CERT)).unwrap();
+    let new_fp = pki::cert_file_fingerprint(&h.state.file(layout::SIGNING_CERT)).unwrap();
+    let t = std::time::Instant::now();
+    let limit = outpost_controller::state::SIGNING_CHECK_EVERY * 3;
+    while d.client.signing_cert().await.unwrap() != new_pem {
+        assert!(t.elapsed() < limit, "serve did not take the rotation");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "rotation taken by the running controller after {:?}",
+        t.elapsed()
+    );
+    h.controller().set_config("steady", doc(2)).await.unwrap();
+    assert!(!v.knows(&new_fp));
+    assert_eq!(fetch(&mut d, &mut v).await.unwrap(), 2);
+    assert!(v.knows(&new_fp));
+    assert!(d.client.signing_cert_by_fingerprint(&old_fp).await.is_ok());
+}

@@ -148,3 +148,42 @@ impl SigningCerts {
         }
     }
 }
+
+/// What `serve` signs with and serves: the key and its certificate, and
+/// the certificates served by fingerprint (current and retired).
+pub struct Signing {
+    /// The current key and certificate.
+    pub signer: crate::signing::Signer,
+    /// Current and retired certificates by fingerprint.
+    pub certs: SigningCerts,
+    /// What the files looked like when read (a change means reload).
+    pub(crate) stamp: FilesStamp,
+}
+
+/// Length and modification time of each signing file (`None`: missing).
+pub(crate) type FilesStamp = Vec<Option<(u64, std::time::SystemTime)>>;
+
+/// The stamp of the signing files of `state` now.
+pub(crate) fn files_stamp(state: &StateDir) -> FilesStamp {
+    [layout::SIGNING_KEY, layout::SIGNING_CERT, RETIRED_FILE]
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(state.file(f)).ok()?;
+            Some((m.len(), m.modified().ok()?))
+        })
+        .collect()
+}
+
+impl Signing {
+    /// Reads the signing files of `state`.
+    pub fn load(state: &StateDir) -> Result<Signing> {
+        let stamp = files_stamp(state);
+        let signer = crate::signing::Signer::load(state)?;
+        let certs = SigningCerts::load(state, signer.fingerprint(), signer.cert_pem())?;
+        Ok(Signing {
+            signer,
+            certs,
+            stamp,
+        })
+    }
+}

@@ -170,6 +170,7 @@ impl Server {
             admin_https.map(|l| tokio::spawn(l.serve(controller.clone(), stop_rx.clone())));
         let follower = tokio::spawn(controller.clone().follow());
         let presence = tokio::spawn(controller.clone().keep_presence());
+        let signing = tokio::spawn(controller.clone().keep_signing_fresh());
         let max = controller.limits.max_connections;
         let slots = Arc::new(Semaphore::new(max));
         let cx = connection::ConnContext {
@@ -213,6 +214,7 @@ impl Server {
         }
         let _ = follower.await;
         let _ = presence.await;
+        let _ = signing.await;
         // the long-polls have ended: their devices' last request is now
         if let Err(e) = controller.flush_presence().await {
             tracing::warn!(error = %e.message, "could not write device presence at shutdown");

@@ -72,7 +72,7 @@ pub(crate) fn make_record(
         issued_at: now_rfc3339(),
         config: prepared.document.clone(),
     };
-    let signed = c.signer.sign(&payload)?;
+    let signed = c.signing().signer.sign(&payload)?;
     Ok(ConfigRecord {
         generation,
         set_at: payload.issued_at,

@@ -8,6 +8,7 @@ mod configs;
 mod devices;
 mod follow;
 mod presence;
+mod signing_files;
 mod uploads;
 
 use std::collections::HashMap;
@@ -16,13 +17,13 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
 
+use crate::certs::signing::Signing;
 use crate::db::{Db, DeviceRecord};
 use crate::error::Result;
 use crate::layout::{self, StateDir};
 use crate::limits::{Limits, Stats};
 use crate::pki::{self, Ca};
 use crate::reply::Failure;
-use crate::signing::Signer;
 use crate::store::pg::PgStore;
 use crate::store::Store;
 
@@ -30,6 +31,7 @@ pub(crate) use configs::make_record;
 pub use configs::{ConfigSet, CurrentConfig};
 pub use devices::Registered;
 pub use presence::{connected_by, PRESENCE_EVERY};
+pub use signing_files::SIGNING_CHECK_EVERY;
 pub use uploads::decode_log_batch;
 
 /// One device in memory.
@@ -129,9 +131,9 @@ pub struct Controller {
     )>,
     pub(crate) state: StateDir,
     pub(crate) ca: Ca,
-    pub(crate) signer: Signer,
-    /// Current and retired signing certificates by fingerprint.
-    pub(crate) signing_certs: crate::certs::signing::SigningCerts,
+    /// The signing key and the certificates served by fingerprint; replaced
+    /// when the state dir's signing files change (`signing rotate`).
+    signing: RwLock<Arc<Signing>>,
     onboarding_fingerprint: String,
     pub(crate) open_onboarding: bool,
     /// Bounds in force.
@@ -177,12 +179,7 @@ impl Controller {
     ) -> Result<Controller> {
         state.require_initialised()?;
         let ca = Ca::load(&state)?;
-        let signer = Signer::load(&state)?;
-        let signing_certs = crate::certs::signing::SigningCerts::load(
-            &state,
-            signer.fingerprint(),
-            signer.cert_pem(),
-        )?;
+        let signing = RwLock::new(Arc::new(Signing::load(&state)?));
         let onboarding_fingerprint = pki::cert_file_fingerprint(&state.file(layout::ONBOARD_CERT))?;
         let local = Db::open(&state.database())?;
         let (db, follow): (Box<dyn Store>, _) = match database {
@@ -206,8 +203,7 @@ impl Controller {
             db,
             state,
             ca,
-            signer,
-            signing_certs,
+            signing,
             onboarding_fingerprint,
             limits,
             stats: Stats::default(),
@@ -245,15 +241,23 @@ impl Controller {
         self.open_onboarding
     }
 
+    /// The signing key and certificates in use now.
+    pub(crate) fn signing(&self) -> Arc<Signing> {
+        self.signing.read().unwrap().clone()
+    }
+
     /// The signing certificate, PEM.
-    pub fn signing_cert_pem(&self) -> &str {
-        self.signer.cert_pem()
+    pub fn signing_cert_pem(&self) -> String {
+        self.signing().signer.cert_pem().to_owned()
     }
 
     /// The signing certificate with this fingerprint, if current or inside
     /// its overlap (`GET /api/v1/certs/<fingerprint>`).
-    pub fn signing_cert_by_fingerprint(&self, fp: &str) -> Option<&str> {
-        self.signing_certs.get(fp, self.certs.now())
+    pub fn signing_cert_by_fingerprint(&self, fp: &str) -> Option<String> {
+        self.signing()
+            .certs
+            .get(fp, self.certs.now())
+            .map(str::to_owned)
     }
 
     /// The store (read access for the admin API).
