@@ -36,6 +36,22 @@ async fn fetch(d: &mut SimDevice, v: &mut Verifier) -> Result<u64, String> {
     Ok(opened.payload.generation)
 }
 
+/// `signing rotate --overlap 1h` on the harness's state dir; its output.
+fn rotate(h: &Harness) -> std::process::Output {
+    let out = std::process::Command::new(BIN)
+        .arg("--state")
+        .arg(h.state.root())
+        .args(["signing", "rotate", "--overlap", "1h"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_offline_across_a_signing_rotation_accepts_the_new_signer() {
     let clock = Clock::manual(SystemTime::now());
@@ -55,17 +71,7 @@ async fn a_device_offline_across_a_signing_rotation_accepts_the_new_signer() {
 
     // the device goes offline; the controller stops and rotates
     h.stop().await;
-    let out = std::process::Command::new(BIN)
-        .arg("--state")
-        .arg(h.state.root())
-        .args(["signing", "rotate", "--overlap", "1h"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = rotate(&h);
     let new_fp = pki::cert_file_fingerprint(&h.state.file(layout::SIGNING_CERT)).unwrap();
     assert_ne!(new_fp, old_fp);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&new_fp));
@@ -153,17 +159,7 @@ async fn a_running_controller_takes_a_rotation_without_a_restart() {
     assert_eq!(fetch(&mut d, &mut v).await.unwrap(), 1, "still the old key");
     pki::write_file(&key_file, &old_key, 0o600).unwrap();
 
-    let out = std::process::Command::new(BIN)
-        .arg("--state")
-        .arg(h.state.root())
-        .args(["signing", "rotate", "--overlap", "1h"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rotate(&h);
     let new_pem = std::fs::read_to_string(h.state.file(layout::SIGNING_CERT)).unwrap();
     let new_fp = pki::cert_file_fingerprint(&h.state.file(layout::SIGNING_CERT)).unwrap();
     let t = std::time::Instant::now();
