@@ -217,6 +217,10 @@ async fn console_in_chromium_shows_a_real_device_follows_its_logs_and_validates_
         )
         .await;
     assert_eq!(running, "RUNNING");
+    // The system section: no A/B slots and no system containerd here.
+    let base_os = c.find(Locator::Css("#base-os")).await.unwrap();
+    assert_eq!(base_os.text().await.unwrap(), "-");
+    c.find(Locator::Css("#services")).await.unwrap();
     // The plots draw the stored metrics (one sample a second here).
     b.wait_for(
         "CPU and memory plots with samples",

@@ -594,4 +594,15 @@ async fn services_are_reported_to_the_controller_in_the_device_info() {
     assert!(w.declared);
     let g = reported.iter().find(|x| x.name == gone).unwrap();
     assert!(g.declared && !g.is_running(), "{g:?}");
+    // the operator's `device status` at the controller names it
+    let (rc, out, err) = ctl.cli(&["device", "status", &dev]);
+    assert_eq!(rc, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("services"))
+        .unwrap_or_else(|| panic!("no services line in device status:\n{out}"));
+    assert!(
+        line.contains("declared but not running") && line.contains(&gone),
+        "{line}"
+    );
 }

@@ -70,6 +70,9 @@ pub struct UpdateView {
     /// Why it failed or rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// While DOWNLOADING: bytes in the other slot, made durable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloaded: Option<u64>,
 }
 
 impl Info {

@@ -337,8 +337,12 @@ impl Ctx {
                         println!("  at boot: {n}");
                     }
                     if let Some(u) = &b.update {
+                        let progress = u
+                            .downloaded
+                            .map(|n| format!(" ({:.1} MiB so far)", n as f64 / f64::from(1 << 20)))
+                            .unwrap_or_default();
                         println!(
-                            "base OS update {} → {}: {}{}",
+                            "base OS update {} → {}: {}{progress}{}",
                             u.version.as_deref().unwrap_or("?"),
                             u.target.as_deref().unwrap_or("?"),
                             u.phase,

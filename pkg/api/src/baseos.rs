@@ -56,6 +56,33 @@ pub struct BaseOsStatus {
     /// Why it failed or rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// While DOWNLOADING: bytes written to the other slot and made durable
+    /// (synced every 16 MiB; an interrupted download resumes from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloaded_bytes: Option<u64>,
+}
+
+impl BaseOsStatus {
+    /// One line for an operator: `slot IMGA; update 0.2.0: DOWNLOADING
+    /// (48.0 MiB so far)`.
+    pub fn summary(&self) -> String {
+        let mut out = format!("slot {}", self.slot);
+        if let Some(step) = &self.update {
+            out.push_str("; update ");
+            if let Some(v) = &self.version {
+                out.push_str(v);
+                out.push_str(": ");
+            }
+            out.push_str(step);
+            if let Some(n) = self.downloaded_bytes {
+                out.push_str(&format!(" ({:.1} MiB so far)", n as f64 / (1 << 20) as f64));
+            }
+            if let Some(r) = &self.reason {
+                out.push_str(&format!(" ({r})"));
+            }
+        }
+        out
+    }
 }
 
 fn default_test_window() -> Duration {
@@ -171,5 +198,33 @@ mod tests {
         }))
         .unwrap_err();
         assert!(e.to_string().contains("unknown field `digest`"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::BaseOsStatus;
+
+    #[test]
+    fn summary_names_slot_step_progress_and_reason() {
+        let mut s = BaseOsStatus {
+            slot: "IMGA".into(),
+            ..Default::default()
+        };
+        assert_eq!(s.summary(), "slot IMGA");
+        s.update = Some("DOWNLOADING".into());
+        s.version = Some("0.2.0".into());
+        s.downloaded_bytes = Some(48 << 20);
+        assert_eq!(
+            s.summary(),
+            "slot IMGA; update 0.2.0: DOWNLOADING (48.0 MiB so far)"
+        );
+        s.update = Some("FAILED".into());
+        s.downloaded_bytes = None;
+        s.reason = Some("digest mismatch".into());
+        assert_eq!(
+            s.summary(),
+            "slot IMGA; update 0.2.0: FAILED (digest mismatch)"
+        );
     }
 }

@@ -57,12 +57,15 @@ impl Clock {
         }
     }
 
+    /// Time since the Unix epoch now (zero for a clock before it); what
+    /// certificate validity checks take (`UnixTime::since_unix_epoch`).
+    pub fn since_epoch(&self) -> std::time::Duration {
+        self.now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    }
+
     /// Whole seconds since the Unix epoch now.
     pub fn unix_secs(&self) -> u64 {
-        self.now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+        self.since_epoch().as_secs()
     }
 }
 

@@ -12,16 +12,6 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 use crate::error::CloudError;
 
-/// `clock`'s time for rustls and webpki.
-pub fn unix_time(clock: &Clock) -> UnixTime {
-    UnixTime::since_unix_epoch(
-        clock
-            .now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default(),
-    )
-}
-
 /// webpki's server verifier (the root CA is the only anchor) checking
 /// validity at the clock's time instead of the `now` rustls passes.
 #[derive(Debug)]
@@ -44,7 +34,7 @@ impl ServerCertVerifier for ClockedServerVerifier {
             intermediates,
             server_name,
             ocsp_response,
-            unix_time(&self.clock),
+            UnixTime::since_unix_epoch(self.clock.since_epoch()),
         )
     }
 

@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use outpost_api::cloud::{ConfigPayload, SignedEnvelope, ALG_ECDSA_P256_SHA256};
 use outpost_api::Clock;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
 
 use crate::error::CloudError;
@@ -111,7 +111,7 @@ impl Verifier {
             crate::tls::provider().signature_verification_algorithms.all,
             &anchors,
             &[],
-            crate::tls::unix_time(&self.clock),
+            UnixTime::since_unix_epoch(self.clock.since_epoch()),
             webpki::KeyUsage::required(EKU_CODE_SIGNING),
             None,
             None,

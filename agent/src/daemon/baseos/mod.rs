@@ -52,6 +52,8 @@ pub fn view(layout: &Layout) -> Option<BaseOsView> {
         version: rec.version.clone(),
         target: rec.target.clone(),
         reason: rec.reason.clone(),
+        downloaded: (rec.phase == record::Phase::Downloading && rec.downloaded > 0)
+            .then_some(rec.downloaded),
     });
     Some(BaseOsView {
         slot,
@@ -76,6 +78,40 @@ impl From<BaseOsView> for outpost_api::baseos::BaseOsStatus {
             update: Some(u.phase).filter(|p| !p.is_empty()),
             version: u.version,
             reason: u.reason,
+            downloaded_bytes: u.downloaded,
         }
+    }
+}
+
+#[cfg(test)]
+mod view_tests {
+    use super::*;
+
+    /// A download under way shows the bytes made durable, in the agent's
+    /// view and in what goes to the controller; other steps show none.
+    #[test]
+    fn a_download_under_way_reports_its_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(d.path());
+        std::fs::create_dir_all(layout.status_dir()).unwrap();
+        std::fs::write(layout.status_dir().join("boot-slot"), "slot IMGA\n").unwrap();
+        let path = layout.status_dir().join("baseos.json");
+        let mut rec = record::Record {
+            phase: record::Phase::Downloading,
+            version: Some("0.2.0".into()),
+            downloaded: 48 << 20,
+            ..Default::default()
+        };
+        rec.save(&path).unwrap();
+        let v = view(&layout).unwrap();
+        assert_eq!(v.update.as_ref().unwrap().downloaded, Some(48 << 20));
+        let status = outpost_api::baseos::BaseOsStatus::from(v);
+        assert_eq!(
+            status.summary(),
+            "slot IMGA; update 0.2.0: DOWNLOADING (48.0 MiB so far)"
+        );
+        rec.phase = record::Phase::Verifying;
+        rec.save(&path).unwrap();
+        assert_eq!(view(&layout).unwrap().update.unwrap().downloaded, None);
     }
 }

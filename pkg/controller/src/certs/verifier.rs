@@ -25,16 +25,6 @@ impl ClockedClientVerifier {
     }
 }
 
-/// `clock`'s time for rustls.
-pub fn unix_time(clock: &Clock) -> UnixTime {
-    UnixTime::since_unix_epoch(
-        clock
-            .now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default(),
-    )
-}
-
 impl ClientCertVerifier for ClockedClientVerifier {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
@@ -54,8 +44,11 @@ impl ClientCertVerifier for ClockedClientVerifier {
         intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, unix_time(&self.clock))
+        self.inner.verify_client_cert(
+            end_entity,
+            intermediates,
+            UnixTime::since_unix_epoch(self.clock.since_epoch()),
+        )
     }
 
     fn verify_tls12_signature(

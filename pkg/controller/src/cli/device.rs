@@ -233,6 +233,27 @@ async fn status(client: &AdminClient, device: &str, json: bool) -> Result<()> {
         "logs        {} lines held, {} dropped",
         st.log_lines, st.log_lines_dropped
     );
+    if let Some(b) = &i.base_os {
+        println!("base OS     {}", b.summary());
+    }
+    if !i.services.is_empty() {
+        let running = i.services.iter().filter(|v| v.state == "RUNNING").count();
+        let down: Vec<&str> = i
+            .services
+            .iter()
+            .filter(|v| v.declared && v.state != "RUNNING")
+            .map(|v| v.name.as_str())
+            .collect();
+        println!(
+            "services    {running} of {} running{}",
+            i.services.len(),
+            if down.is_empty() {
+                String::new()
+            } else {
+                format!("; declared but not running: {}", down.join(", "))
+            }
+        );
+    }
     if i.apps.is_empty() {
         println!("apps        none");
         return Ok(());

@@ -120,6 +120,38 @@ fn apps_table(st: &DeviceStatus) -> String {
     )
 }
 
+/// The device's base OS line and its system services (`services.linuxkit`).
+fn system_section(st: &DeviceStatus) -> String {
+    let Some(info) = &st.info else {
+        return String::new();
+    };
+    let i = &info.info;
+    let base = i.base_os.as_ref().map_or("-".to_owned(), |b| b.summary());
+    let mut rows = String::new();
+    for v in &i.services {
+        let _ = write!(
+            rows,
+            r#"<tr class="service" data-name="{name}"><td class="name">{name}</td><td class="service-state">{state}</td><td>{declared}</td><td>{pid}</td><td>{restarts}</td></tr>"#,
+            name = escape(&v.name),
+            state = escape(&v.state),
+            declared = if v.declared { "yes" } else { "no" },
+            pid = v.pid,
+            restarts = v.restarts,
+        );
+    }
+    let services = if i.services.is_empty() {
+        r#"<p id="services">No services reported.</p>"#.to_owned()
+    } else {
+        format!(
+            r#"<table id="services"><thead><tr><th>Service</th><th>State</th><th>Declared</th><th>PID</th><th>Restarts</th></tr></thead><tbody>{rows}</tbody></table>"#
+        )
+    };
+    format!(
+        r#"<h2>System</h2><p>Base OS: <span id="base-os">{}</span></p>{services}"#,
+        escape(&base)
+    )
+}
+
 fn log_line(l: &LogLineView) -> String {
     let who = l.app_name.as_deref().unwrap_or(&l.source);
     format!("{} {} {}\n", l.time, who, l.msg)
@@ -204,6 +236,7 @@ pub async fn device(
 <dt>Last seen</dt><dd>{seen}</dd><dt>Config applied / set</dt><dd id="generation">{applied} / {set}</dd>
 <dt>Config error</dt><dd class="error">{err}</dd><dt>Certificate expires</dt><dd>{cert}</dd></dl>
 <h2>Apps</h2>{apps}
+{system}
 <h2>Set config</h2>{result}{config_form}
 <h2>Metrics</h2>{cpu}{mem}
 <h2>Logs</h2><p id="log-status">{held} lines held, {dropped} dropped</p>
@@ -222,6 +255,7 @@ pub async fn device(
             None => opt(d.cert_not_after.as_ref()),
         },
         apps = apps_table(&st),
+        system = system_section(&st),
         cpu = plot::chart(
             "cpu-plot",
             "CPU (% of all CPUs)",
