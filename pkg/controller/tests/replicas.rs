@@ -498,14 +498,20 @@ async fn a_replica_reaches_postgres_over_verified_tls() {
         &tls_url,
         &["--database-ca", ca_arg],
     );
-    let encrypted = pg
-        .psql(
-            "outpost",
-            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
-             WHERE s.ssl AND a.application_name = 'outpost-controller LISTEN'",
-        )
-        .unwrap();
-    assert_eq!(encrypted, "1", "the TLS replica's LISTEN connection");
+    // the LISTEN connection is made by a task of its own after the start
+    wait_for(
+        "the TLS replica's LISTEN connection, encrypted",
+        Duration::from_secs(20),
+        || {
+            pg.psql(
+                "outpost",
+                "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE s.ssl AND a.application_name = 'outpost-controller LISTEN'",
+            )
+            .unwrap()
+                == "1"
+        },
+    );
     let d = register(&src, &plain.base(), "SN-tls").await;
     wait_for(
         "the TLS replica to know the device",
