@@ -339,7 +339,7 @@ impl Ctx {
                     if let Some(u) = &b.update {
                         let progress = u
                             .downloaded
-                            .map(|n| format!(" ({:.1} MiB so far)", n as f64 / f64::from(1 << 20)))
+                            .map(outpost_api::baseos::download_progress)
                             .unwrap_or_default();
                         println!(
                             "base OS update {} → {}: {}{progress}{}",

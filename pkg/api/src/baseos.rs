@@ -62,6 +62,11 @@ pub struct BaseOsStatus {
     pub downloaded_bytes: Option<u64>,
 }
 
+/// ` (48.0 MiB so far)`: a download's bytes, as status lines show them.
+pub fn download_progress(bytes: u64) -> String {
+    format!(" ({:.1} MiB so far)", bytes as f64 / f64::from(1 << 20))
+}
+
 impl BaseOsStatus {
     /// One line for an operator: `slot IMGA; update 0.2.0: DOWNLOADING
     /// (48.0 MiB so far)`.
@@ -75,7 +80,7 @@ impl BaseOsStatus {
             }
             out.push_str(step);
             if let Some(n) = self.downloaded_bytes {
-                out.push_str(&format!(" ({:.1} MiB so far)", n as f64 / (1 << 20) as f64));
+                out.push_str(&download_progress(n));
             }
             if let Some(r) = &self.reason {
                 out.push_str(&format!(" ({r})"));

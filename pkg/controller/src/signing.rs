@@ -52,8 +52,9 @@ impl Signer {
                 message: "the signing key must be ECDSA P-256".into(),
             });
         }
+        // one read of the certificate: its PEM, fingerprint and key agree
+        // even while `signing rotate` replaces the file
         let cert_pem = pki::read_to_string(&cert_path)?;
-        let fingerprint = pki::cert_file_fingerprint(&cert_path)?;
         // `signing rotate` replaces the key, then the certificate: one read
         // between the two (a running `serve` reloading) must not sign with
         // a key that does not match the certificate it names
@@ -70,6 +71,7 @@ impl Signer {
                 what: cert_path.display().to_string(),
                 message: format!("not an X.509 certificate: {e}"),
             })?;
+        let fingerprint = pki::sha256_hex(der.as_ref());
         if cert_key != key.public_key_raw() {
             return Err(ControllerError::Pki {
                 what: key_path.display().to_string(),

@@ -196,7 +196,7 @@ pub(crate) async fn status(
                 c.db.info(&uuid)?,
                 c.db.config(&uuid)?,
                 c.db.log_meta(&uuid)?,
-                c.db.presence()?.remove(&uuid),
+                c.db.presence_of(&uuid)?,
             ))
         })
         .await?;

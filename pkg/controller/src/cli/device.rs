@@ -237,11 +237,11 @@ async fn status(client: &AdminClient, device: &str, json: bool) -> Result<()> {
         println!("base OS     {}", b.summary());
     }
     if !i.services.is_empty() {
-        let running = i.services.iter().filter(|v| v.state == "RUNNING").count();
+        let running = i.services.iter().filter(|v| v.is_running()).count();
         let down: Vec<&str> = i
             .services
             .iter()
-            .filter(|v| v.declared && v.state != "RUNNING")
+            .filter(|v| v.declared && !v.is_running())
             .map(|v| v.name.as_str())
             .collect();
         println!(

@@ -23,6 +23,16 @@ pub struct Presence {
     pub polling_at: i64,
 }
 
+impl From<(i64, i64)> for Presence {
+    /// A stored `(last_seen, polling_at)`.
+    fn from((last_seen, polling_at): (i64, i64)) -> Self {
+        Presence {
+            last_seen,
+            polling_at,
+        }
+    }
+}
+
 impl Presence {
     /// The later of each field.
     pub fn merge(self, other: Presence) -> Presence {
@@ -45,16 +55,22 @@ impl Db {
             let mut out = HashMap::new();
             for row in t.iter().map_err(self.fail("listing presence"))? {
                 let (k, v) = row.map_err(self.fail("listing presence"))?;
-                let (last_seen, polling_at) = v.value();
-                out.insert(
-                    k.value().to_owned(),
-                    Presence {
-                        last_seen,
-                        polling_at,
-                    },
-                );
+                out.insert(k.value().to_owned(), Presence::from(v.value()));
             }
             Ok(out)
+        })
+    }
+
+    /// One device's stored presence.
+    pub fn presence_of(&self, uuid: &str) -> Result<Option<Presence>> {
+        self.read(|txn| {
+            let t = match txn.open_table(PRESENCE) {
+                Ok(t) => t,
+                Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(self.fail("opening presence")(e)),
+            };
+            let row = t.get(uuid).map_err(self.fail("reading presence"))?;
+            Ok(row.map(|v| Presence::from(v.value())))
         })
     }
 
@@ -72,13 +88,7 @@ impl Db {
                 let old = t
                     .get(uuid.as_str())
                     .map_err(self.fail("reading presence"))?
-                    .map(|v| {
-                        let (last_seen, polling_at) = v.value();
-                        Presence {
-                            last_seen,
-                            polling_at,
-                        }
-                    })
+                    .map(|v| Presence::from(v.value()))
                     .unwrap_or_default();
                 let new = old.merge(*p);
                 t.insert(uuid.as_str(), (new.last_seen, new.polling_at))

@@ -1,6 +1,6 @@
 //! Presence through the store: each controller (replica) writes, every
 //! [`PRESENCE_EVERY`], one batch with the devices it saw since the last one
-//! and those whose config long-poll it holds now. Every replica then shows
+//! and (on a shared store) those whose config long-poll it holds now. Every replica then shows
 //! the same "last seen" and "connected" for a device, whichever replica it
 //! talks to, and a restarted controller still knows when a device last
 //! called. The batch is one statement (PostgreSQL) or one transaction
@@ -35,9 +35,11 @@ fn unix_now() -> i64 {
 
 impl DeviceSlot {
     /// This controller's presence row for the device at `now`, if there is
-    /// anything new to write.
-    fn presence_row(&self, now: i64) -> Option<Presence> {
-        let polling = self.connected();
+    /// anything new to write. A long-poll held here is written only to a
+    /// `shared` store: with one of its own, this controller knows it from
+    /// memory and the row would say nothing new every batch.
+    fn presence_row(&self, now: i64, shared: bool) -> Option<Presence> {
+        let polling = shared && self.connected();
         let seen = self.last_seen.load(Ordering::Relaxed);
         if polling {
             return Some(Presence {
@@ -55,11 +57,11 @@ impl DeviceSlot {
 impl Controller {
     /// Writes this controller's presence rows (one batch); the number written.
     pub async fn flush_presence(self: &Arc<Self>) -> Result<usize, crate::reply::Failure> {
-        let now = unix_now();
+        let (now, shared) = (unix_now(), self.db.shared());
         let mut slots = Vec::new();
         let mut rows = Vec::new();
         for slot in self.slots() {
-            if let Some(p) = slot.presence_row(now) {
+            if let Some(p) = slot.presence_row(now, shared) {
                 rows.push((slot.uuid(), p));
                 slots.push((slot, p.last_seen));
             }

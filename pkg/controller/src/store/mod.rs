@@ -123,6 +123,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every device's stored presence (last seen, last long-poll held).
     fn presence(&self) -> Result<HashMap<String, Presence>>;
+    /// One device's stored presence.
+    fn presence_of(&self, uuid: &str) -> Result<Option<Presence>>;
     /// Records presence in one transaction, keeping the later time of each
     /// field; devices that no longer exist are skipped.
     fn record_presence(&self, rows: &[(String, Presence)]) -> Result<()>;

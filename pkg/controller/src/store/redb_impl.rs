@@ -129,6 +129,9 @@ impl Store for Db {
     fn presence(&self) -> Result<HashMap<String, Presence>> {
         Db::presence(self)
     }
+    fn presence_of(&self, uuid: &str) -> Result<Option<Presence>> {
+        Db::presence_of(self, uuid)
+    }
     fn record_presence(&self, rows: &[(String, Presence)]) -> Result<()> {
         Db::record_presence(self, rows)
     }

@@ -125,7 +125,10 @@ impl Store for PgStore {
         Ok(lines)
     }
     fn presence(&self) -> Result<HashMap<String, Presence>> {
-        self.pg_presence()
+        self.pg_presence(None)
+    }
+    fn presence_of(&self, uuid: &str) -> Result<Option<Presence>> {
+        Ok(self.pg_presence(Some(uuid))?.remove(uuid))
     }
     fn record_presence(&self, rows: &[(String, Presence)]) -> Result<()> {
         self.pg_record_presence(rows)

@@ -8,11 +8,16 @@ use crate::db::Presence;
 use crate::error::Result;
 
 impl PgStore {
-    pub(crate) fn pg_presence(&self) -> Result<HashMap<String, Presence>> {
+    /// Every device's presence, or only `uuid`'s.
+    pub(crate) fn pg_presence(&self, uuid: Option<&str>) -> Result<HashMap<String, Presence>> {
         self.run(async {
             let client = self.client("reading device presence").await?;
             let rows = client
-                .query("SELECT uuid, last_seen, polling_at FROM presence", &[])
+                .query(
+                    "SELECT uuid, last_seen, polling_at FROM presence
+                     WHERE $1::text IS NULL OR uuid = $1",
+                    &[&uuid],
+                )
                 .await
                 .map_err(self.fail("reading device presence"))?;
             Ok(rows
